@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Print prediction timings of the handler as one JSON object (standard library only).
+
+    python3 bench_predict.py [--calls 1000] [--batch-size 1000] [--batch-repeats 5]
+
+- ``load_ms``: first prediction in this process (import rpy2, start R, read the model).
+- ``single_call_median_ms``: median of ``--calls`` calls of admit_probability().
+- ``batch_median_ms``: median of ``--batch-repeats`` calls of admit_probabilities() on
+  ``--batch-size`` applicants (one R predict() call each).
+
+The model comes from the handler's usual source (MODEL_PATH, bundled, or S3).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import handler  # found through the sys.path entry above
+
+
+def _milliseconds(call: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _applicants(count: int) -> list:
+    """A deterministic spread of valid applicants."""
+    return [
+        {"gre": 200 + (i * 37) % 601, "gpa": round((i * 0.13) % 4.0, 2), "rank": 1 + i % 4}
+        for i in range(count)
+    ]
+
+
+def measure(calls: int, batch_size: int, batch_repeats: int) -> dict:
+    load_ms = _milliseconds(lambda: handler.admit_probability(800, 4, 1))
+    for _ in range(min(calls, 20)):  # warm up
+        handler.admit_probability(800, 4, 1)
+    single = [_milliseconds(lambda: handler.admit_probability(800, 4, 1)) for _ in range(calls)]
+    batch = _applicants(batch_size)
+    batches = [
+        _milliseconds(lambda: handler.admit_probabilities(batch)) for _ in range(batch_repeats)
+    ]
+    return {
+        "load_ms": round(load_ms, 3),
+        "single_calls": calls,
+        "single_call_median_ms": round(statistics.median(single), 4),
+        "single_call_p90_ms": round(sorted(single)[int(0.9 * (calls - 1))], 4),
+        "batch_size": batch_size,
+        "batch_repeats": batch_repeats,
+        "batch_median_ms": round(statistics.median(batches), 3),
+        "batch_per_applicant_ms": round(statistics.median(batches) / batch_size, 5),
+        "python": platform.python_version(),
+        "model": handler.get_model().source,
+    }
+
+
+def main(argv: Optional[list] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    if min(args.calls, args.batch_size, args.batch_repeats) < 1:
+        parser.error("--calls, --batch-size and --batch-repeats must be at least 1")
+    print(json.dumps(measure(args.calls, args.batch_size, args.batch_repeats)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

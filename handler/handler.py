@@ -1,0 +1,721 @@
+"""AWS Lambda handler: probability of graduate admission from an R logistic regression.
+
+The model is ``glm(admit ~ gre + gpa + rank, family = binomial)`` fitted and trimmed by
+``model/train.R``; predictions run in an embedded R through rpy2's low-level
+``rpy2.rinterface`` API. R and the model are loaded once per process, at the first
+prediction, so importing this module (e.g. to unit-test input validation) is cheap.
+
+Model source, first match wins:
+
+1. ``MODEL_PATH`` if set: that local file (a missing file is an error, no fallback).
+2. ``admission.rds`` next to this file (the model bundled in the deployment package).
+3. S3 object ``MODEL_BUCKET``/``MODEL_KEY`` (defaults ``serverless-poc-models`` /
+   ``admission.rds``), downloaded once into ``MODEL_CACHE_DIR`` (default ``/tmp``).
+
+See README.md for the accepted events, the responses and the error contract.
+"""
+
+import base64
+import contextlib
+import dataclasses
+import glob
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+HANDLER_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGED_R_HOME = os.path.join(HANDLER_DIR, "R")
+BUNDLED_MODEL = os.path.join(HANDLER_DIR, "admission.rds")
+DEFAULT_MODEL_BUCKET = "serverless-poc-models"
+DEFAULT_MODEL_KEY = "admission.rds"
+DEFAULT_CACHE_DIR = "/tmp"
+MAX_BATCH = 1000
+# A download's temporary file older than this is left over from a killed process.
+STALE_DOWNLOAD_SECONDS = 15 * 60
+
+GRE_RANGE = (200.0, 800.0)
+GPA_RANGE = (0.0, 4.0)
+RANKS = (1, 2, 3, 4)
+FIELD_EXPECTATIONS = {
+    "gre": "a number between 200 and 800",
+    "gpa": "a number between 0 and 4",
+    "rank": "one of 1, 2, 3, 4",
+}
+
+CORS_ALLOW_METHODS = "GET, POST, OPTIONS"
+CORS_ALLOW_HEADERS = "Content-Type, Authorization, X-Api-Key, X-Amz-Date, X-Amz-Security-Token"
+
+# Plain decimal notation only: float() would also take "nan", "1_000" or "٨٠٠".
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class HandlerError(Exception):
+    """An error the handler reports to its caller; str() is the JSON Lambda returns."""
+
+    error_type = "InternalServerError"
+    http_status = 500
+
+    def __init__(
+        self, message: str, field: Optional[str] = None, request_id: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.request_id = request_id
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "errorType": self.error_type,
+            "httpStatus": self.http_status,
+            "request_id": self.request_id,
+            "message": self.message,
+        }
+        if self.field is not None:
+            data["field"] = self.field
+        return data
+
+    def __str__(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+class BadRequest(HandlerError):
+    """The input is invalid; ``field`` names the offending input."""
+
+    error_type = "BadRequest"
+    http_status = 400
+
+
+class InternalServerError(HandlerError):
+    """The handler could not answer a valid request (configuration, R, a bug)."""
+
+
+class ModelUnavailable(InternalServerError):
+    """The model (or R) could not be loaded."""
+
+    error_type = "ModelUnavailable"
+
+
+# ----------------------------------------------------------------------- validation
+
+
+@dataclasses.dataclass(frozen=True)
+class Applicant:
+    gre: float
+    gpa: float
+    rank: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    applicants: list[Applicant]
+    batch: bool
+
+
+def _describe(value: Any) -> str:
+    """A short rendering of a client value for an error message."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _to_number(value: Any) -> Optional[float]:
+    """The finite number ``value`` denotes (a number or a numeric string), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+    elif isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        number = float(value.strip())
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _field_value(data: Mapping[str, Any], name: str, prefix: str) -> float:
+    field = prefix + name
+    expected = FIELD_EXPECTATIONS[name]
+    if name not in data:
+        raise BadRequest(f"{field} is required: {expected}", field)
+    value = data[name]
+    number = _to_number(value)
+    if number is None:
+        raise BadRequest(f"{field} must be {expected}, got {_describe(value)}", field)
+    return number
+
+
+def _check_range(number: float, bounds: tuple[float, float], name: str, prefix: str) -> float:
+    low, high = bounds
+    if not low <= number <= high:
+        field = prefix + name
+        raise BadRequest(f"{field} must be {FIELD_EXPECTATIONS[name]}, got {number:g}", field)
+    return number
+
+
+def _check_rank(number: float, prefix: str) -> int:
+    if number not in RANKS:  # 1.0 == 1; 1.5 and 5 are not ranks
+        field = prefix + "rank"
+        raise BadRequest(f"{field} must be {FIELD_EXPECTATIONS['rank']}, got {number:g}", field)
+    return int(number)
+
+
+def parse_applicant(data: Any, where: str = "") -> Applicant:
+    """Validate one applicant; ``where`` (e.g. ``applicants[3]``) prefixes field names."""
+    prefix = f"{where}." if where else ""
+    if not isinstance(data, Mapping):
+        name = where or "event"
+        raise BadRequest(f"{name} must be an object with gre, gpa and rank", name)
+    return Applicant(
+        gre=_check_range(_field_value(data, "gre", prefix), GRE_RANGE, "gre", prefix),
+        gpa=_check_range(_field_value(data, "gpa", prefix), GPA_RANGE, "gpa", prefix),
+        rank=_check_rank(_field_value(data, "rank", prefix), prefix),
+    )
+
+
+def parse_applicants(items: Any, limit: Optional[int] = None) -> list[Applicant]:
+    """Validate a batch: a non-empty list of at most ``limit`` applicants."""
+    if not isinstance(items, (list, tuple)):
+        raise BadRequest(
+            f"applicants must be a list of objects with gre, gpa and rank, got {_describe(items)}",
+            "applicants",
+        )
+    if not items:
+        raise BadRequest("applicants must contain at least one applicant", "applicants")
+    if limit is not None and len(items) > limit:
+        raise BadRequest(
+            f"applicants has {len(items)} entries; at most {limit} are allowed per request",
+            "applicants",
+        )
+    return [parse_applicant(item, f"applicants[{index}]") for index, item in enumerate(items)]
+
+
+def max_batch() -> int:
+    """The batch limit: env MAX_BATCH if set, else ``MAX_BATCH``."""
+    raw = os.environ.get("MAX_BATCH", "").strip()
+    if not raw:
+        return MAX_BATCH
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InternalServerError(
+            f"environment variable MAX_BATCH={raw!r} is not a positive integer"
+        )
+    return value
+
+
+def parse_request(payload: Any, name: str) -> Request:
+    """A single applicant ``{gre, gpa, rank}`` or a batch ``{"applicants": [...]}``."""
+    if not isinstance(payload, Mapping):
+        raise BadRequest(
+            f"{name} must be a JSON object with gre, gpa and rank, or with applicants, "
+            f"got {_describe(payload)}",
+            name,
+        )
+    if "applicants" in payload:
+        return Request(parse_applicants(payload["applicants"], max_batch()), batch=True)
+    return Request([parse_applicant(payload)], batch=False)
+
+
+# ------------------------------------------------------------------------- R runtime
+
+_LOCK = threading.RLock()  # R is single-threaded; also guards the caches below
+_rinterface: Any = None
+_model: Optional["_Model"] = None
+
+
+def _use_packaged_r_home() -> None:
+    """Point R_HOME at the R bundled next to this file, unless R_HOME is already set."""
+    if not os.environ.get("R_HOME") and os.path.isdir(PACKAGED_R_HOME):
+        os.environ["R_HOME"] = PACKAGED_R_HOME
+
+
+def _r_lib_dir_without_subprocess(r_home: str) -> str:
+    return os.path.join(r_home, "lib")
+
+
+def _import_rinterface() -> Any:
+    """Import rpy2.rinterface without running R or Rscript in a subprocess.
+
+    rpy2 3.5 runs ``R RHOME`` when R_HOME is unset (set above when packaged) and, on
+    import, ``Rscript -e 'cat(Sys.getenv("LD_LIBRARY_PATH"))'``. That value only feeds
+    the LD_LIBRARY_PATH of child processes (the dynamic loader has read it long
+    before), and a packaged Rscript carries build-time paths, so it is replaced here.
+    """
+    import rpy2.situation as situation
+
+    probe = getattr(situation, "r_ld_library_path_from_subprocess", None)
+    if probe is not None:
+        situation.r_ld_library_path_from_subprocess = _r_lib_dir_without_subprocess
+    try:
+        import rpy2.rinterface as rinterface
+    finally:
+        if probe is not None:
+            situation.r_ld_library_path_from_subprocess = probe
+    return rinterface
+
+
+def _check_r_home(r_home: Optional[str]) -> None:
+    # R exits the whole process when it cannot find its base package: check first.
+    base = os.path.join(r_home or "", "library", "base")
+    if not r_home or not os.path.isdir(base):
+        raise ModelUnavailable(
+            f"R_HOME={r_home!r} is not an R installation ({base} is missing); "
+            f"bundle R in {PACKAGED_R_HOME} or set R_HOME"
+        )
+
+
+def _start_r() -> Any:
+    """Start the embedded R once per process and return ``rpy2.rinterface``."""
+    global _rinterface
+    with _LOCK:
+        if _rinterface is not None:
+            return _rinterface
+        _use_packaged_r_home()
+        try:
+            rinterface = _import_rinterface()
+            from rpy2.rinterface_lib import callbacks, openrlib
+        except Exception as exc:
+            raise ModelUnavailable(f"cannot import rpy2: {exc}") from exc
+        _check_r_home(openrlib.R_HOME)
+        # Keep stdout for the JSON log lines; R's console output goes to stderr.
+        callbacks.consolewrite_print = _write_to_stderr
+        # initr_simple, unlike initr, does not run Rscript to copy R's environment.
+        # rpy2 prepends R's lib dir to LD_LIBRARY_PATH, which only affects children.
+        saved = os.environ.get("LD_LIBRARY_PATH")
+        try:
+            rinterface.initr_simple()
+        except Exception as exc:
+            raise ModelUnavailable(f"R could not be started from {openrlib.R_HOME}: {exc}") from exc
+        finally:
+            _restore_env("LD_LIBRARY_PATH", saved)
+        _rinterface = rinterface
+        return rinterface
+
+
+def _write_to_stderr(text: str) -> None:
+    sys.stderr.write(text)
+
+
+def _restore_env(name: str, value: Optional[str]) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+class _Model:
+    """A model loaded into R, with the R functions prediction needs."""
+
+    def __init__(self, rinterface: Any, model: Any, source: str) -> None:
+        self.source = source
+        self._ri = rinterface
+        self._model = model
+        stats = rinterface.baseenv["getNamespace"](rinterface.StrSexpVector(["stats"]))
+        self._predict = stats["predict"]
+        self._list2df = rinterface.baseenv["list2DF"]  # R >= 4.0; 3x faster than data.frame
+        self._columns = rinterface.StrSexpVector(["gre", "gpa", "rank"])
+        self._response = rinterface.StrSexpVector(["response"])
+
+    def probabilities(self, applicants: Sequence[Applicant]) -> list[float]:
+        """P(admit) for each applicant, from one call of R's predict()."""
+        ri = self._ri
+        with _LOCK:
+            columns = ri.ListSexpVector(
+                [
+                    ri.FloatSexpVector([a.gre for a in applicants]),
+                    ri.FloatSexpVector([a.gpa for a in applicants]),
+                    ri.FloatSexpVector([float(a.rank) for a in applicants]),
+                ]
+            )
+            columns.names = self._columns
+            frame = self._list2df(columns)
+            result = [
+                float(p) for p in self._predict(self._model, newdata=frame, type=self._response)
+            ]
+        if len(result) != len(applicants) or not all(0.0 <= p <= 1.0 for p in result):
+            raise InternalServerError(
+                f"model {self.source} returned {len(result)} values for {len(applicants)} "
+                "applicants, or a value outside [0, 1]"
+            )
+        return result
+
+
+def _read_model(rinterface: Any, path: str) -> _Model:
+    """readRDS ``path`` and check that it predicts; raise ModelUnavailable otherwise."""
+    ri = rinterface
+    try:
+        with _LOCK:
+            sexp = ri.baseenv["readRDS"](ri.StrSexpVector([path]))
+            is_glm = bool(ri.baseenv["inherits"](sexp, ri.StrSexpVector(["glm"]))[0])
+    except Exception as exc:  # rpy2's RRuntimeError: corrupt, truncated, not an .rds
+        raise ModelUnavailable(f"R cannot read the model file {path}: {exc}".strip()) from exc
+    if not is_glm:
+        raise ModelUnavailable(f"{path} does not hold a glm model")
+    model = _Model(ri, sexp, path)
+    try:
+        model.probabilities([Applicant(gre=800.0, gpa=4.0, rank=1)])
+    except Exception as exc:
+        raise ModelUnavailable(
+            f"the model in {path} cannot predict from gre, gpa and rank: {exc}".strip()
+        ) from exc
+    return model
+
+
+# ----------------------------------------------------------------------- model source
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """Where the model comes from: a local ``path``, or S3 ``bucket``/``key``."""
+
+    path: Optional[str] = None
+    bucket: str = ""
+    key: str = ""
+
+
+def model_source() -> ModelSource:
+    """MODEL_PATH, else the bundled admission.rds, else S3 MODEL_BUCKET/MODEL_KEY."""
+    path = os.environ.get("MODEL_PATH")
+    if path:
+        return ModelSource(path=path)
+    if os.path.isfile(BUNDLED_MODEL):
+        return ModelSource(path=BUNDLED_MODEL)
+    bucket = os.environ.get("MODEL_BUCKET") or DEFAULT_MODEL_BUCKET
+    key = os.environ.get("MODEL_KEY") or DEFAULT_MODEL_KEY
+    return ModelSource(bucket=bucket, key=key)
+
+
+def cache_path(bucket: str, key: str, cache_dir: Optional[str] = None) -> str:
+    """The cache file for s3://bucket/key: distinct per object, named after the key."""
+    directory = cache_dir or os.environ.get("MODEL_CACHE_DIR") or DEFAULT_CACHE_DIR
+    digest = hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:12]
+    name = os.path.basename(key) or "model.rds"
+    return os.path.join(directory, f"model-{digest}-{name}")
+
+
+def _s3_client() -> Any:
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as exc:
+        raise ModelUnavailable(
+            "boto3 is needed to download the model from S3; bundle admission.rds next to "
+            "handler.py or set MODEL_PATH"
+        ) from exc
+    # boto3 >= 1.28.57 honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 by itself.
+    config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3})
+    return boto3.client("s3", config=config)
+
+
+def _remove_stale_downloads(final: str) -> None:
+    pattern = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.*.part")
+    cutoff = time.time() - STALE_DOWNLOAD_SECONDS
+    for leftover in glob.glob(pattern):
+        with contextlib.suppress(OSError):
+            if os.path.getmtime(leftover) < cutoff:
+                os.unlink(leftover)
+
+
+def _download(bucket: str, key: str, final: str) -> None:
+    """Stream the object to a temporary file next to ``final``, then rename it."""
+    directory = os.path.dirname(final)
+    fd, partial = tempfile.mkstemp(
+        dir=directory, prefix=f".{os.path.basename(final)}.", suffix=".part"
+    )
+    try:
+        with os.fdopen(fd, "wb") as out:
+            response = _s3_client().get_object(Bucket=bucket, Key=key)
+            shutil.copyfileobj(response["Body"], out)
+            out.flush()
+            os.fsync(out.fileno())
+            size = out.tell()
+        expected = response.get("ContentLength")
+        if expected is not None and size != expected:
+            raise OSError(f"got {size} of {expected} bytes")
+        os.replace(partial, final)  # atomic: readers see no file or a whole file
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
+def fetch_model(bucket: str, key: str, cache_dir: Optional[str] = None) -> str:
+    """The local path of s3://bucket/key, downloaded only if not cached yet."""
+    final = cache_path(bucket, key, cache_dir)
+    if os.path.isfile(final) and os.path.getsize(final) > 0:
+        return final
+    try:
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        _remove_stale_downloads(final)
+        _download(bucket, key, final)
+    except HandlerError:
+        raise
+    except Exception as exc:
+        raise ModelUnavailable(
+            f"cannot download the model s3://{bucket}/{key} to {final}: {exc}"
+        ) from exc
+    return final
+
+
+def _load_model() -> _Model:
+    source = model_source()
+    if source.path is not None:
+        if not os.path.isfile(source.path):
+            origin = "MODEL_PATH" if os.environ.get("MODEL_PATH") else "bundled model"
+            raise ModelUnavailable(f"model file {source.path} ({origin}) does not exist")
+        return _read_model(_start_r(), source.path)
+    path = fetch_model(source.bucket, source.key)
+    rinterface = _start_r()
+    try:
+        return _read_model(rinterface, path)
+    except ModelUnavailable as exc:
+        # A corrupt or truncated cache file: download once more.
+        _log_line({"event": "model_cache_invalid", "path": path, "error": exc.message})
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return _read_model(rinterface, fetch_model(source.bucket, source.key))
+
+
+def get_model() -> _Model:
+    """The model, loaded at the first call in this process (a failure is retried)."""
+    global _model
+    with _LOCK:
+        if _model is None:
+            _model = _load_model()
+        return _model
+
+
+def reset_model_cache() -> None:
+    """Forget the loaded model (R itself stays up); the next prediction reloads it."""
+    global _model
+    with _LOCK:
+        _model = None
+
+
+# ------------------------------------------------------------------------ predictions
+
+
+def admit_probabilities(applicants: Sequence[Mapping[str, Any]]) -> list[float]:
+    """P(admit) for each applicant (``{"gre", "gpa", "rank"}``), in one R call."""
+    if isinstance(applicants, (list, tuple)) and not applicants:
+        return []
+    return get_model().probabilities(parse_applicants(applicants))
+
+
+def admit_probability(gre: Any, gpa: Any, rank: Any) -> float:
+    """P(admit) for one applicant; numbers or numeric strings."""
+    applicant = parse_applicant({"gre": gre, "gpa": gpa, "rank": rank})
+    return get_model().probabilities([applicant])[0]
+
+
+def pred_admit(gre: Any, gpa: Any, rank: Any) -> bool:
+    """True when the applicant is more likely admitted than not (P > 0.5)."""
+    return admit_probability(gre, gpa, rank) > 0.5
+
+
+def _result(probability: float) -> dict[str, Any]:
+    return {"result": probability > 0.5, "probability": probability}
+
+
+def _answer(request: Request) -> dict[str, Any]:
+    probabilities = get_model().probabilities(request.applicants)
+    if request.batch:
+        return {"results": [_result(p) for p in probabilities]}
+    return _result(probabilities[0])
+
+
+# ---------------------------------------------------------------------- Lambda events
+
+
+@dataclasses.dataclass
+class _Invocation:
+    """What one invocation logs: no event bodies, no secrets."""
+
+    request_id: Optional[str]
+    transport: str
+    kind: str = ""
+    count: int = 0
+    outcome: str = "ok"
+    status: int = 200
+    error_type: Optional[str] = None
+    field: Optional[str] = None
+    error: Optional[str] = None
+
+    def record(self, request: Request) -> None:
+        self.kind = "batch" if request.batch else self.transport
+        self.count = len(request.applicants)
+
+    def fail(self, err: HandlerError) -> None:
+        self.outcome = "client_error" if err.http_status < 500 else "server_error"
+        self.status = err.http_status
+        self.error_type = err.error_type
+        self.field = err.field
+        if err.http_status >= 500:
+            self.error = err.message
+
+
+def _log_line(record: Mapping[str, Any]) -> None:
+    sys.stdout.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _log_invocation(invocation: _Invocation, started: float) -> None:
+    record = dataclasses.asdict(invocation)
+    record["kind"] = invocation.kind or invocation.transport
+    record["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+    optional = ("error_type", "field", "error")
+    _log_line({k: v for k, v in record.items() if v is not None or k not in optional})
+
+
+def _as_handler_error(exc: Exception) -> HandlerError:
+    if isinstance(exc, HandlerError):
+        return exc
+    traceback.print_exc(file=sys.stderr)
+    return InternalServerError(f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _is_proxy_event(event: Any) -> bool:
+    """API Gateway REST (v1, ``httpMethod``) or HTTP API (v2, ``requestContext.http``)."""
+    if not isinstance(event, Mapping):
+        return False
+    context = event.get("requestContext")
+    return "httpMethod" in event or (isinstance(context, Mapping) and "http" in context)
+
+
+def _http_method(event: Mapping[str, Any]) -> str:
+    method = event.get("httpMethod")
+    if method is None:
+        context = event.get("requestContext")
+        http = context.get("http") if isinstance(context, Mapping) else None
+        method = http.get("method") if isinstance(http, Mapping) else None
+    return method.upper() if isinstance(method, str) else ""
+
+
+def _decode_body(body: str, base64_encoded: bool) -> Any:
+    if base64_encoded:
+        try:
+            body = base64.b64decode(body, validate=True).decode("utf-8")
+        except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            raise BadRequest(
+                "body is marked isBase64Encoded but is not base64 UTF-8", "body"
+            ) from exc
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(
+            'body must be JSON, e.g. {"gre": 800, "gpa": 4, "rank": 1}', "body"
+        ) from exc
+
+
+def _proxy_payload(event: Mapping[str, Any]) -> Any:
+    """The request from the body, or from the query string when there is no body."""
+    body = event.get("body")
+    if body is None or body == "":
+        params = event.get("queryStringParameters")
+        if params is None:
+            return {}
+        if not isinstance(params, Mapping):
+            raise BadRequest("queryStringParameters must be an object", "queryStringParameters")
+        return params
+    if isinstance(body, Mapping):  # test consoles sometimes pass the body parsed
+        return body
+    if not isinstance(body, str):
+        raise BadRequest(f"body must be a JSON string, got {_describe(body)}", "body")
+    return _decode_body(body, event.get("isBase64Encoded") is True)
+
+
+def cors_headers() -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": os.environ.get("CORS_ALLOW_ORIGIN") or "*",
+        "Access-Control-Allow-Methods": CORS_ALLOW_METHODS,
+        "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+        "Content-Type": "application/json",
+    }
+
+
+def _http_response(status: int, payload: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": cors_headers(),
+        "body": "" if payload is None else json.dumps(payload, allow_nan=False),
+        "isBase64Encoded": False,
+    }
+
+
+def _error_body(err: HandlerError) -> dict[str, Any]:
+    if err.http_status < 500:
+        return {"error": err.error_type, "message": err.message, "field": err.field}
+    return {
+        "error": err.error_type,
+        "message": "the service could not answer; the function log has the cause "
+        f"under request_id {err.request_id}",
+        "request_id": err.request_id,
+    }
+
+
+def _handle_proxy(event: Mapping[str, Any], invocation: _Invocation) -> dict[str, Any]:
+    if _http_method(event) == "OPTIONS":
+        invocation.status = 204
+        return _http_response(204, None)
+    try:
+        request = parse_request(_proxy_payload(event), "body")
+        invocation.record(request)
+        return _http_response(200, _answer(request))
+    except Exception as exc:
+        err = _as_handler_error(exc)
+        err.request_id = invocation.request_id
+        invocation.fail(err)
+        return _http_response(err.http_status, _error_body(err))
+
+
+def _handle_direct(event: Any, invocation: _Invocation) -> dict[str, Any]:
+    try:
+        request = parse_request(event, "event")
+        invocation.record(request)
+        return _answer(request)
+    except Exception as exc:
+        err = _as_handler_error(exc)
+        err.request_id = invocation.request_id
+        invocation.fail(err)
+        if err is exc:
+            raise
+        raise err from exc
+
+
+def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
+    """Answer a direct invocation, a batch, or an API Gateway (v1/v2) proxy event."""
+    started = time.perf_counter()
+    request_id = getattr(context, "aws_request_id", None)
+    proxy = _is_proxy_event(event)
+    invocation = _Invocation(
+        request_id=request_id if isinstance(request_id, str) else None,
+        transport="proxy" if proxy else "direct",
+    )
+    try:
+        if proxy:
+            return _handle_proxy(event, invocation)
+        return _handle_direct(event, invocation)
+    finally:
+        _log_invocation(invocation, started)

@@ -1,0 +1,94 @@
+"""Checks of a deployment package on a clean host (stdlib only: python3 run_checks.py).
+
+EXPECT_LIBR_UNDER=DIR additionally checks that the libR.so this process maps after R
+starts lives under DIR (the package), not in a system R.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import unittest
+
+import handler
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _proxy_event(body: dict) -> dict:
+    return {"httpMethod": "POST", "path": "/admit", "body": json.dumps(body)}
+
+
+def _mapped_libr_paths() -> list:
+    with open("/proc/self/maps") as maps:
+        paths = {line.split(None, 5)[-1].strip() for line in maps if "/libR.so" in line}
+    return sorted(paths)
+
+
+class PackageTest(unittest.TestCase):
+    def test_proxy_event_answers_200_with_the_probability(self) -> None:
+        response = handler.lambda_handler(_proxy_event({"gre": 800, "gpa": 4, "rank": 1}), None)
+        self.assertEqual(response["statusCode"], 200)
+        body = json.loads(response["body"])
+        self.assertIs(body["result"], True)
+        self.assertAlmostEqual(body["probability"], 0.7384, places=4)
+
+    def test_batch_of_three_answers_in_order(self) -> None:
+        applicants = [
+            {"gre": 800, "gpa": 4, "rank": 4},
+            {"gre": 800, "gpa": 4, "rank": 1},
+            {"gre": 800, "gpa": 4, "rank": 4},
+        ]
+        response = handler.lambda_handler({"applicants": applicants}, None)
+        probabilities = [round(r["probability"], 4) for r in response["results"]]
+        self.assertEqual(probabilities, [0.3743, 0.7384, 0.3743])
+        self.assertEqual([r["result"] for r in response["results"]], [False, True, False])
+
+    def test_bad_input_proxy_event_answers_400_naming_the_field(self) -> None:
+        response = handler.lambda_handler(_proxy_event({"gre": 800, "gpa": 4, "rank": 7}), None)
+        self.assertEqual(response["statusCode"], 400)
+        body = json.loads(response["body"])
+        self.assertEqual(body["error"], "BadRequest")
+        self.assertEqual(body["field"], "rank")
+
+    def test_libr_is_loaded_from_the_expected_directory(self) -> None:
+        expected = os.environ.get("EXPECT_LIBR_UNDER")
+        if not expected:
+            self.skipTest("EXPECT_LIBR_UNDER is not set")
+        handler.admit_probability(800, 4, 1)  # starts R
+        mapped = _mapped_libr_paths()
+        self.assertTrue(mapped, "no libR.so is mapped into this process")
+        root = os.path.realpath(expected)
+        for path in mapped:
+            real = os.path.realpath(path)
+            under = os.path.commonpath([real, root]) == root
+            self.assertTrue(under, f"libR.so {real} is not under {root}")
+
+    def test_r_starts_without_running_r_or_rscript(self) -> None:
+        if not (os.environ.get("R_HOME") or os.path.isdir(handler.PACKAGED_R_HOME)):
+            self.skipTest("neither R_HOME nor a packaged R/ is set: rpy2 would ask `R RHOME`")
+        child = textwrap.dedent(
+            """
+            import json, sys
+            spawned = []
+            def audit(event, args):
+                if event in ("subprocess.Popen", "os.system", "os.posix_spawn", "os.exec"):
+                    spawned.append(event + " " + repr(args)[:120])
+            sys.addaudithook(audit)
+            import handler
+            probability = handler.admit_probability(800, 4, 1)
+            print(json.dumps({"spawned": spawned, "probability": probability}))
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", child], cwd=HERE, capture_output=True, text=True, timeout=60
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        report = json.loads(done.stdout.splitlines()[-1])
+        self.assertEqual(report["spawned"], [])
+        self.assertAlmostEqual(report["probability"], 0.7384, places=4)
+
+
+if __name__ == "__main__":
+    unittest.main()

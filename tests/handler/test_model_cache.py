@@ -1,0 +1,233 @@
+"""Model source precedence, and the S3 download cache against a real (moto) S3 endpoint."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from handler_support import HANDLER_DIR, OK, Ctx, ModelObject, handler
+
+
+def _cache_listing(cache_dir: Path) -> list[str]:
+    return sorted(p.name for p in cache_dir.iterdir())
+
+
+def _answer_probability() -> float:
+    return handler.lambda_handler(OK, Ctx())["probability"]
+
+
+# ------------------------------------------------------------------------- precedence
+
+
+def test_model_path_wins_over_a_bundled_model(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bundled = tmp_path / "admission.rds"
+    bundled.write_bytes(b"bundled")
+    monkeypatch.setattr(handler, "BUNDLED_MODEL", str(bundled))
+    monkeypatch.setenv("MODEL_PATH", "/models/chosen.rds")
+    monkeypatch.setenv("MODEL_BUCKET", "ignored")
+    assert handler.model_source() == handler.ModelSource(path="/models/chosen.rds")
+
+
+def test_bundled_model_wins_over_s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bundled = tmp_path / "admission.rds"
+    bundled.write_bytes(b"bundled")
+    monkeypatch.setattr(handler, "BUNDLED_MODEL", str(bundled))
+    monkeypatch.delenv("MODEL_PATH")
+    monkeypatch.setenv("MODEL_BUCKET", "ignored")
+    assert handler.model_source() == handler.ModelSource(path=str(bundled))
+
+
+def test_s3_defaults_to_the_original_bucket_and_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(handler, "BUNDLED_MODEL", str(tmp_path / "absent.rds"))
+    for name in ("MODEL_PATH", "MODEL_BUCKET", "MODEL_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert handler.model_source() == handler.ModelSource(
+        bucket="serverless-poc-models", key="admission.rds"
+    )
+    monkeypatch.setenv("MODEL_BUCKET", "my-models")
+    monkeypatch.setenv("MODEL_KEY", "prod/admission-v2.rds")
+    assert handler.model_source() == handler.ModelSource(
+        bucket="my-models", key="prod/admission-v2.rds"
+    )
+
+
+def test_cache_file_is_per_object_under_model_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_CACHE_DIR", "/var/cache/models")
+    first = handler.cache_path("bucket", "v1/admission.rds")
+    assert os.path.dirname(first) == "/var/cache/models"
+    assert first.endswith("-admission.rds")
+    assert first != handler.cache_path("bucket", "v2/admission.rds")
+    assert first != handler.cache_path("other-bucket", "v1/admission.rds")
+    monkeypatch.delenv("MODEL_CACHE_DIR")
+    assert os.path.dirname(handler.cache_path("b", "k")) == "/tmp"
+
+
+# ---------------------------------------------------------------------------- S3 cache
+
+
+def test_boto3_uses_aws_endpoint_url_without_code_support(s3_model: ModelObject) -> None:
+    assert handler._s3_client().meta.endpoint_url == os.environ["AWS_ENDPOINT_URL"]
+
+
+def test_model_is_downloaded_once_and_then_read_from_the_cache(
+    s3_model: ModelObject, capsys: pytest.CaptureFixture
+) -> None:
+    first = _answer_probability()
+    cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
+    assert cached.read_bytes() == s3_model.body
+    assert _cache_listing(s3_model.cache_dir) == [cached.name]
+    # A second cold start in the same environment must not touch S3 at all.
+    s3_model.client.delete_object(Bucket=s3_model.bucket, Key=s3_model.key)
+    handler.reset_model_cache()
+    assert _answer_probability() == first
+    assert round(first, 4) == 0.7384
+
+
+def test_fetch_model_does_not_download_a_cached_object_again(s3_model: ModelObject) -> None:
+    path = handler.fetch_model(s3_model.bucket, s3_model.key)
+    s3_model.client.delete_object(Bucket=s3_model.bucket, Key=s3_model.key)
+    assert handler.fetch_model(s3_model.bucket, s3_model.key) == path
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda body: b"\x00garbage bytes\xff" * 10,
+        lambda body: body[: len(body) // 2],
+        lambda _: b"",
+    ],
+    ids=["garbage", "truncated", "empty"],
+)
+def test_corrupt_cached_file_is_replaced_by_a_fresh_download(
+    s3_model: ModelObject, capsys: pytest.CaptureFixture, damage: Any
+) -> None:
+    cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(damage(s3_model.body))
+    assert round(_answer_probability(), 4) == 0.7384
+    assert cached.read_bytes() == s3_model.body
+    assert _cache_listing(s3_model.cache_dir) == [cached.name]
+
+
+def test_corrupt_cache_recovery_is_logged(
+    s3_model: ModelObject, capsys: pytest.CaptureFixture
+) -> None:
+    cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not an rds file")
+    _answer_probability()
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[0]["event"] == "model_cache_invalid"
+    assert events[0]["path"] == str(cached)
+    assert events[1]["outcome"] == "ok"
+
+
+def test_corrupt_object_in_s3_is_a_500_after_one_retry(
+    s3_model: ModelObject, capsys: pytest.CaptureFixture
+) -> None:
+    s3_model.client.put_object(Bucket=s3_model.bucket, Key=s3_model.key, Body=b"corrupt")
+    response = handler.lambda_handler({"httpMethod": "POST", "body": json.dumps(OK)}, Ctx())
+    assert response["statusCode"] == 500
+    assert json.loads(response["body"])["error"] == "ModelUnavailable"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line.get("event") or line["outcome"] for line in lines] == [
+        "model_cache_invalid",
+        "server_error",
+    ]
+    assert lines[1]["error"].startswith("R cannot read the model file")
+
+
+def test_leftover_partial_downloads_do_not_break_loading(s3_model: ModelObject) -> None:
+    cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
+    s3_model.cache_dir.mkdir()
+    fresh = s3_model.cache_dir / f".{cached.name}.abc123.part"  # maybe still being written
+    stale = s3_model.cache_dir / f".{cached.name}.dead00.part"  # from a killed process
+    fresh.write_bytes(s3_model.body[:100])
+    stale.write_bytes(s3_model.body[:100])
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    assert round(_answer_probability(), 4) == 0.7384
+    assert cached.read_bytes() == s3_model.body
+    assert _cache_listing(s3_model.cache_dir) == sorted([cached.name, fresh.name])
+
+
+def test_missing_object_is_a_500_naming_it_and_leaves_no_file(
+    s3_model: ModelObject,
+) -> None:
+    s3_model.client.delete_object(Bucket=s3_model.bucket, Key=s3_model.key)
+    with pytest.raises(handler.ModelUnavailable) as caught:
+        handler.lambda_handler(OK, Ctx())
+    message = caught.value.message
+    assert message.startswith(f"cannot download the model s3://{s3_model.bucket}/{s3_model.key}")
+    assert "NoSuchKey" in message
+    assert _cache_listing(s3_model.cache_dir) == []
+
+
+def test_missing_boto3_is_a_500_saying_how_to_fix_it(
+    s3_model: ModelObject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    with pytest.raises(handler.ModelUnavailable) as caught:
+        handler.lambda_handler(OK, Ctx())
+    assert caught.value.message == (
+        "boto3 is needed to download the model from S3; bundle admission.rds next to "
+        "handler.py or set MODEL_PATH"
+    )
+
+
+def test_concurrent_fetches_from_threads_leave_one_valid_file(s3_model: ModelObject) -> None:
+    barrier = threading.Barrier(8)
+    paths: list[str] = []
+    errors: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            barrier.wait()
+            paths.append(handler.fetch_model(s3_model.bucket, s3_model.key))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(set(paths)) == 1
+    assert Path(paths[0]).read_bytes() == s3_model.body
+    assert _cache_listing(s3_model.cache_dir) == [Path(paths[0]).name]
+
+
+def test_concurrent_fetches_from_processes_leave_one_valid_file(s3_model: ModelObject) -> None:
+    start = s3_model.cache_dir.parent / "start"
+    child = (
+        "import os, sys, time\n"
+        f"sys.path.insert(0, {str(HANDLER_DIR)!r})\n"
+        "import boto3, handler\n"
+        f"while not os.path.exists({str(start)!r}): time.sleep(0.005)\n"
+        "print(handler.fetch_model(os.environ['MODEL_BUCKET'], os.environ['MODEL_KEY']))\n"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    time.sleep(0.5)  # let them import boto3, then release them together
+    start.touch()
+    outputs = [c.communicate(timeout=60) for c in children]
+    assert [c.returncode for c in children] == [0] * 6, outputs
+    paths = {out.strip() for out, _ in outputs}
+    assert len(paths) == 1
+    path = Path(paths.pop())
+    assert path.read_bytes() == s3_model.body
+    assert _cache_listing(s3_model.cache_dir) == [path.name]

@@ -1,0 +1,263 @@
+"""Process-level behaviour, each in a fresh interpreter: lazy imports, no R subprocesses,
+the packaged R_HOME, the packaged-check runner and the benchmark script."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from handler_support import HANDLER_DIR, TrainedModel, r_eval
+
+AUDIT_CHILD = textwrap.dedent(
+    """
+    import json, os, sys
+    spawned = []
+    def audit(event, args):
+        if event in ("subprocess.Popen", "os.system", "os.posix_spawn", "os.exec"):
+            spawned.append([event, repr(args)[:200]])
+    sys.addaudithook(audit)
+    ld_before = os.environ.get("LD_LIBRARY_PATH")
+    import handler
+    imported = {name: name in sys.modules for name in ("rpy2", "boto3")}
+    probability = handler.admit_probability(800, 4, 1)
+    ri = handler._rinterface
+    print(json.dumps({
+        "imported_before_first_use": imported,
+        "spawned": spawned,
+        "probability": probability,
+        "R_HOME": os.environ.get("R_HOME"),
+        "R.home()": ri.baseenv["R.home"]()[0],
+        "ld_library_path_unchanged": os.environ.get("LD_LIBRARY_PATH") == ld_before,
+    }))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def r_home() -> str:
+    return str(r_eval("R.home()")[0])
+
+
+def _child_env(model: Path, **changes: Optional[str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("R_HOME", "MODEL_PATH")}
+    env["MODEL_PATH"] = str(model)
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def _run_audited(cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", AUDIT_CHILD],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_importing_the_handler_loads_neither_rpy2_nor_boto3(
+    trained_model: TrainedModel, r_home: str
+) -> None:
+    report = _run_audited(HANDLER_DIR, _child_env(trained_model.trimmed, R_HOME=r_home))
+    assert report["imported_before_first_use"] == {"rpy2": False, "boto3": False}
+
+
+def test_with_r_home_set_r_starts_without_any_subprocess(
+    trained_model: TrainedModel, r_home: str
+) -> None:
+    report = _run_audited(HANDLER_DIR, _child_env(trained_model.trimmed, R_HOME=r_home))
+    assert report["spawned"] == []
+    assert round(report["probability"], 4) == 0.7384
+    assert report["ld_library_path_unchanged"] is True
+
+
+def test_without_r_home_rpy2_asks_r_once_for_it(trained_model: TrainedModel) -> None:
+    """Development hosts only: a package sets R_HOME from its bundled R/ directory."""
+    report = _run_audited(HANDLER_DIR, _child_env(trained_model.trimmed, R_HOME=None))
+    assert [event for event, _ in report["spawned"]] == ["subprocess.Popen"]
+    assert "RHOME" in report["spawned"][0][1]
+
+
+def test_packaged_r_next_to_the_handler_becomes_r_home(
+    trained_model: TrainedModel, r_home: str, tmp_path: Path
+) -> None:
+    package = tmp_path / "package"
+    package.mkdir()
+    shutil.copy(HANDLER_DIR / "handler.py", package / "handler.py")
+    (package / "R").symlink_to(r_home, target_is_directory=True)
+    report = _run_audited(package, _child_env(trained_model.trimmed, R_HOME=None))
+    assert report["R_HOME"] == str(package / "R")
+    assert report["R.home()"] == str(package / "R")
+    assert report["spawned"] == []
+    assert round(report["probability"], 4) == 0.7384
+
+
+def test_model_bundled_next_to_the_handler_is_used(
+    trained_model: TrainedModel, r_home: str, tmp_path: Path
+) -> None:
+    shutil.copy(HANDLER_DIR / "handler.py", tmp_path / "handler.py")
+    shutil.copy(trained_model.trimmed, tmp_path / "admission.rds")
+    env = _child_env(trained_model.trimmed, R_HOME=r_home, MODEL_PATH=None)
+    env["MODEL_BUCKET"] = "must-not-be-used"
+    report = _run_audited(tmp_path, env)
+    assert round(report["probability"], 4) == 0.7384
+
+
+def test_wrong_r_home_is_a_clear_500_not_a_process_exit(
+    trained_model: TrainedModel, tmp_path: Path
+) -> None:
+    child = (
+        "import handler\n"
+        "try:\n    handler.admit_probability(800, 4, 1)\n"
+        "except handler.ModelUnavailable as e:\n    print(e.message)\n"
+    )
+    env = _child_env(trained_model.trimmed, R_HOME=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", child], cwd=HANDLER_DIR, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"R_HOME={str(tmp_path)!r} is not an R installation")
+
+
+# ------------------------------------------------------------------- packaged checks
+
+
+def _run_checks(
+    directory: Path, junit: Path, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess, ET.Element]:
+    done = subprocess.run(
+        [sys.executable, str(directory / "run_checks.py"), "--junit", str(junit)],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    return done, suite
+
+
+def _counts(suite: ET.Element) -> dict[str, str]:
+    return {k: suite.attrib[k] for k in ("tests", "failures", "errors", "skipped")}
+
+
+def test_run_checks_passes_in_the_repository_and_writes_junit(
+    trained_model: TrainedModel, r_home: str, tmp_path: Path
+) -> None:
+    libr_dir = os.path.dirname(os.path.realpath(os.path.join(r_home, "lib", "libR.so")))
+    env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=libr_dir)
+    done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "6 passed, 0 failed, 0 skipped"
+    assert _counts(suite) == {"tests": "6", "failures": "0", "errors": "0", "skipped": "0"}
+    cases = suite.findall("testcase")
+    assert {c.attrib["classname"] for c in cases} == {
+        "test_handler.HandlerTest",
+        "test_package.PackageTest",
+    }
+    assert all(float(c.attrib["time"]) >= 0 for c in cases)
+
+
+def test_libr_check_fails_when_libr_is_not_under_the_expected_directory(
+    trained_model: TrainedModel, r_home: str, tmp_path: Path
+) -> None:
+    env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=str(tmp_path))
+    done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[-1] == "5 passed, 1 failed, 0 skipped"
+    failed = [c for c in suite.findall("testcase") if c.find("failure") is not None]
+    assert [c.attrib["name"] for c in failed] == ["test_libr_is_loaded_from_the_expected_directory"]
+    assert f"is not under {tmp_path}" in failed[0].find("failure").attrib["message"]
+
+
+DEMO_CHECKS = """
+import unittest
+
+class Demo(unittest.TestCase):
+    def test_passes(self):
+        pass
+
+    def test_fails(self):
+        self.assertEqual(1, 2)
+
+    def test_errors(self):
+        raise RuntimeError("boom")
+
+    @unittest.skip("not here")
+    def test_skipped(self):
+        pass
+"""
+
+
+def test_run_checks_counts_failures_errors_and_skips_and_ignores_subdirectories(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(HANDLER_DIR / "run_checks.py", tmp_path / "run_checks.py")
+    (tmp_path / "test_demo.py").write_text(DEMO_CHECKS)
+    dependency_tests = tmp_path / "somedependency" / "tests"
+    dependency_tests.mkdir(parents=True)
+    (tmp_path / "somedependency" / "__init__.py").write_text("")
+    (dependency_tests / "__init__.py").write_text("")
+    (dependency_tests / "test_dependency.py").write_text("raise SystemExit('must not run')\n")
+    done, suite = _run_checks(tmp_path, tmp_path / "junit.xml", dict(os.environ))
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[-1] == "1 passed, 2 failed, 1 skipped"
+    assert _counts(suite) == {"tests": "4", "failures": "1", "errors": "1", "skipped": "1"}
+    outcomes = {c.attrib["name"]: [child.tag for child in c] for c in suite.findall("testcase")}
+    assert outcomes == {
+        "test_passes": [],
+        "test_fails": ["failure"],
+        "test_errors": ["error"],
+        "test_skipped": ["skipped"],
+    }
+    error = suite.find("testcase[@name='test_errors']/error")
+    assert error is not None
+    assert error.attrib["message"] == "RuntimeError: boom"
+
+
+def test_run_checks_fails_when_there_is_nothing_to_run(tmp_path: Path) -> None:
+    shutil.copy(HANDLER_DIR / "run_checks.py", tmp_path / "run_checks.py")
+    done, suite = _run_checks(tmp_path, tmp_path / "junit.xml", dict(os.environ))
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[-1] == f"no checks found: no test_*.py in {tmp_path}"
+    assert _counts(suite) == {"tests": "0", "failures": "0", "errors": "0", "skipped": "0"}
+
+
+def test_bench_predict_prints_one_json_object(trained_model: TrainedModel, r_home: str) -> None:
+    bench = [str(HANDLER_DIR / "bench_predict.py"), "--calls", "5", "--batch-size", "10"]
+    done = subprocess.run(
+        [sys.executable, *bench, "--batch-repeats", "2"],
+        env=_child_env(trained_model.trimmed, R_HOME=r_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) == {
+        "load_ms",
+        "single_calls",
+        "single_call_median_ms",
+        "single_call_p90_ms",
+        "batch_size",
+        "batch_repeats",
+        "batch_median_ms",
+        "batch_per_applicant_ms",
+        "python",
+        "model",
+    }
+    assert (report["single_calls"], report["batch_size"], report["batch_repeats"]) == (5, 10, 2)
