@@ -1,0 +1,193 @@
+"""Real releases on the local platform: podman hosts, SeaweedFS, the real playbook.
+
+Each test runs `ansible-playbook playbooks/release.yml` and checks what a release
+promises: a verified package in S3, nothing new when nothing changed, and nothing
+published nor left running when a stage fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from release_support import REPO, containers_left, keys, read_json, run_playbook, s3_client
+
+pytestmark = pytest.mark.slow
+
+EXPECTED_R_PACKAGES = {
+    "base",
+    "compiler",
+    "datasets",
+    "graphics",
+    "grDevices",
+    "methods",
+    "stats",
+    "tools",
+    "utils",
+}
+
+
+def run_id_of(output: str) -> str:
+    match = re.search(r"\(run (r[0-9]+-[0-9a-f]+)\)", output)
+    assert match, "the release did not say its run id"
+    return match.group(1)
+
+
+def assert_no_hosts_left(output: str) -> None:
+    run_id = run_id_of(output)
+    assert not [name for name in containers_left() if run_id in name], (
+        f"containers of {run_id} remain"
+    )
+
+
+@pytest.fixture(scope="module")
+def first_release(bucket: str) -> dict:
+    run = run_playbook(
+        "playbooks/release.yml", "-e", f"release_bucket={bucket}", name="release-first"
+    ).check()
+    assert_no_hosts_left(run.output)
+    return {"run": run, "manifest": (REPO / "dist" / "release.json").read_text()}
+
+
+def test_release_publishes_a_package_verified_on_a_clean_host(
+    bucket: str, first_release: dict
+) -> None:
+    client = s3_client()
+    latest = read_json(client, bucket, "releases/latest.json")
+    version = latest["version"]
+    manifest = read_json(client, bucket, f"releases/{version}/manifest.json")
+
+    assert manifest["status"] == "verified"
+    assert manifest["tests"]["failed"] == 0
+    assert manifest["tests"]["passed"] >= 6
+    assert keys(client, bucket, f"releases/{version}/") == sorted(
+        f"releases/{version}/{name}"
+        for name in ("admission.zip", "admission.rds", "manifest.json", "package-test.xml")
+    )
+    body = client.get_object(Bucket=bucket, Key=manifest["zip"]["key"])["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == manifest["zip"]["sha256"]
+    assert len(body) == int(manifest["zip"]["bytes"])
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        names = archive.namelist()
+    packaged = {name.split("/")[2] for name in names if name.startswith("R/library/")}
+    assert packaged == EXPECTED_R_PACKAGES
+    assert "lib/libR.so" in names
+    assert "handler.py" in names and "test_handler.py" in names and "admission.rds" in names
+
+
+def test_manifest_records_what_ops_need(bucket: str, first_release: dict) -> None:
+    manifest = read_json(s3_client(), bucket, "releases/latest.json")
+    manifest = read_json(s3_client(), bucket, manifest["manifest"].split(f"{bucket}/", 1)[1])
+    for field in (
+        "version",
+        "created_at",
+        "git_commit",
+        "platform",
+        "build_image",
+        "r_version",
+        "rpy2_version",
+        "python_version",
+        "unzipped_bytes",
+        "file_count",
+        "r_packages",
+        "shared_libraries",
+        "phase_seconds",
+        "manifest_uri",
+    ):
+        assert manifest[field], field
+    assert manifest["platform"] == "local"
+    needed = tuple(int(x) for x in manifest["glibc"]["needed_max"].split("."))
+    ceiling = tuple(int(x) for x in manifest["glibc"]["target_max"].split("."))
+    assert needed <= ceiling
+    assert set(manifest["phase_seconds"]) == {"plan", "build", "publish", "test", "promote"}
+    assert "libR.so" not in manifest["shared_libraries"]  # libR comes from R itself
+    assert not any(lib.startswith("libc.so") for lib in manifest["shared_libraries"])
+
+
+def test_a_second_run_with_no_change_publishes_nothing(bucket: str, first_release: dict) -> None:
+    client = s3_client()
+    before = keys(client, bucket)
+    latest_before = read_json(client, bucket, "releases/latest.json")
+
+    run = run_playbook(
+        "playbooks/release.yml", "-e", f"release_bucket={bucket}", name="release-unchanged"
+    ).check()
+
+    assert "Nothing changed since release" in run.output
+    assert keys(client, bucket) == before
+    assert read_json(client, bucket, "releases/latest.json") == latest_before
+    assert "r-lambda-" + run_id_of(run.output) not in " ".join(containers_left())
+
+
+def test_a_failed_gate_publishes_nothing_and_removes_the_hosts(
+    bucket: str, first_release: dict
+) -> None:
+    client = s3_client()
+    latest_before = read_json(client, bucket, "releases/latest.json")
+
+    run = run_playbook(
+        "playbooks/release.yml",
+        "-e",
+        f"release_bucket={bucket}",
+        "-e",
+        "release_force=true",
+        "-e",
+        "release_version=it-too-large",
+        "-e",
+        "lambda_package_max_zip_bytes=1000",
+        name="release-gate-fails",
+    )
+
+    assert run.returncode != 0
+    assert "package too large" in run.output
+    assert keys(client, bucket, "releases/it-too-large/") == []
+    assert read_json(client, bucket, "releases/latest.json") == latest_before
+    assert_no_hosts_left(run.output)
+
+
+def test_a_failed_clean_host_test_rolls_back_the_publication(
+    bucket: str, first_release: dict, tmp_path: Path
+) -> None:
+    client = s3_client()
+    latest_before = read_json(client, bucket, "releases/latest.json")
+    failing = tmp_path / "test_zz_injected.py"
+    failing.write_text(
+        "import unittest\n\n\nclass Injected(unittest.TestCase):\n"
+        "    def test_fails(self):\n        self.fail('injected failure')\n"
+    )
+
+    run = run_playbook(
+        "playbooks/release.yml",
+        "-e",
+        f"release_bucket={bucket}",
+        "-e",
+        "release_force=true",
+        "-e",
+        "release_version=it-test-fails",
+        "-e",
+        f'{{"lambda_package_extra_files": ["{failing}"]}}',
+        name="release-test-fails",
+    )
+
+    assert run.returncode != 0
+    assert "The clean-host test failed" in run.output
+    assert "injected failure" in run.output
+    assert keys(client, bucket, "releases/it-test-fails/") == []
+    assert read_json(client, bucket, "releases/latest.json") == latest_before
+    assert_no_hosts_left(run.output)
+
+
+def test_podman_is_usable_here() -> None:
+    """Guard: the slow tests need podman with the project's settings."""
+    out = subprocess.run(
+        ["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out == "runc"
