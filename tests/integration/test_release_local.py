@@ -191,3 +191,41 @@ def test_podman_is_usable_here() -> None:
         check=True,
     ).stdout.strip()
     assert out == "runc"
+
+
+def _plant_container(name: str) -> None:
+    image = subprocess.run(
+        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/r-lambda-base"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()[0]
+    subprocess.run(
+        ["podman", "run", "-d", "--init", "--name", name, "--label", f"r-lambda.run_id={name}",
+         image, "sleep", "infinity"],
+        capture_output=True, check=True,
+    )
+
+
+def test_reaper_removes_only_hosts_older_than_the_limit(first_release: dict) -> None:
+    """Plants a labelled container as an interrupted run would leave it.
+
+    With the default 6 h limit the fresh container is spared; the dry run at 0 h names it
+    without removing it; applied at 0 h it is removed.
+    """
+    name = "r-lambda-it-reap-planted"
+    _plant_container(name)
+    try:
+        spared = run_playbook("playbooks/reap.yml", "-e", "reap_apply=true", name="reap-spares")
+        assert spared.check() and name in containers_left()
+
+        dry = run_playbook("playbooks/reap.yml", "-e", "reap_older_than_hours=0", name="reap-dry")
+        assert name in dry.check().output and "Dry run" in dry.output
+        assert name in containers_left()
+
+        applied = run_playbook(
+            "playbooks/reap.yml", "-e", "reap_apply=true", "-e", "reap_older_than_hours=0",
+            name="reap-applied",
+        )
+        applied.check()
+        assert name not in containers_left()
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=False)
