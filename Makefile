@@ -11,6 +11,7 @@ help:
 	@echo "make release   build, publish and verify a release on the local platform"
 	@echo "make test      lint, unit and handler tests, local release tests, Molecule scenarios"
 	@echo "make lint      ansible-lint (production), yamllint, ruff"
+	@echo "make bench     package and release figures against their targets (dist/bench.json)"
 	@echo "make stop-s3   stop the local SeaweedFS (data is kept under .state/)"
 
 bootstrap:
@@ -32,6 +33,9 @@ test-integration: bootstrap
 
 molecule: bootstrap
 	scripts/molecule-all.sh
+
+bench: bootstrap
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 test: lint test-unit test-integration molecule
 

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Measure one unzipped package inside a clean host (standard library only).
+
+    python3 in_host.py TASK_ROOT [--starts 5] [--calls 1000] [--batch-size 1000]
+
+Prints one JSON object:
+- cold_start_s: median and max wall time from spawning a fresh Python process to its
+  first prediction (import handler, start R, read the model, predict), --starts times;
+- the warm figures of bench_predict.py (single-call median of --calls, batch median).
+Environment as Lambda sets it: task root on PYTHONPATH, its lib/ on LD_LIBRARY_PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+FIRST_PREDICTION = (
+    "import handler; p = handler.admit_probability(800, 4, 1); print(p, flush=True)"
+)
+
+
+def lambda_env(root: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("R_", "PYTHON"))}
+    env.update(
+        LAMBDA_TASK_ROOT=root,
+        PYTHONPATH=root,
+        LD_LIBRARY_PATH=os.path.join(root, "lib"),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+def cold_start(root: str) -> float:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FIRST_PREDICTION],
+        cwd=root, env=lambda_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    elapsed = time.perf_counter() - started
+    _, err = proc.communicate()
+    if proc.returncode != 0 or not line.strip():
+        raise SystemExit(f"cold start failed in {root}: {err.strip()[-2000:]}")
+    return elapsed
+
+
+def warm(root: str, calls: int, batch_size: int) -> dict:
+    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_predict.py")
+    out = subprocess.run(
+        [sys.executable, bench, "--calls", str(calls), "--batch-size", str(batch_size)],
+        cwd=root, env=lambda_env(root), capture_output=True, text=True, check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"warm benchmark failed in {root}: {out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("root")
+    parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args()
+    starts = [cold_start(args.root) for _ in range(args.starts)]
+    result = {
+        "cold_start_s": round(statistics.median(starts), 4),
+        "cold_start_max_s": round(max(starts), 4),
+        "cold_starts_s": [round(s, 4) for s in starts],
+        **warm(args.root, args.calls, args.batch_size),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
