@@ -6,7 +6,9 @@
 - ``load_ms``: first prediction in this process (import rpy2, start R, read the model).
 - ``single_call_median_ms``: median of ``--calls`` calls of admit_probability().
 - ``batch_median_ms``: median of ``--batch-repeats`` calls of admit_probabilities() on
-  ``--batch-size`` applicants (one R predict() call each).
+  ``--batch-size`` applicants (one R call each).
+- ``method``: how the model predicts: ``direct`` (the model matrix times the
+  coefficients, then the inverse link, as predict.glm computes them) or ``predict.glm``.
 
 The model comes from the handler's usual source (MODEL_PATH, bundled, or S3).
 """
@@ -60,6 +62,7 @@ def measure(calls: int, batch_size: int, batch_repeats: int) -> dict:
         "batch_per_applicant_ms": round(statistics.median(batches) / batch_size, 5),
         "python": platform.python_version(),
         "model": handler.get_model().source,
+        "method": getattr(handler.get_model(), "method", "predict.glm"),
     }
 
 

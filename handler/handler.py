@@ -4,6 +4,8 @@ The model is ``glm(admit ~ gre + gpa + rank, family = binomial)`` fitted and tri
 ``model/train.R``; predictions run in an embedded R through rpy2's low-level
 ``rpy2.rinterface`` API. R and the model are loaded once per process, at the first
 prediction, so importing this module (e.g. to unit-test input validation) is cheap.
+Predictions are bitwise those of R's ``predict(model, newdata, type = "response")``,
+computed from the model matrix without a data frame (``_R_DIRECT_PREDICTOR``).
 
 Model source, first match wins:
 
@@ -15,18 +17,15 @@ Model source, first match wins:
 See README.md for the accepted events, the responses and the error contract.
 """
 
+import array
 import base64
 import contextlib
 import dataclasses
-import glob
-import hashlib
 import json
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -240,6 +239,24 @@ def parse_request(payload: Any, name: str) -> Request:
 
 # ------------------------------------------------------------------------- R runtime
 
+# How the embedded R starts, unless the environment already says otherwise: attach no
+# package (readRDS loads the namespaces the model refers to: stats, with its imports
+# graphics, grDevices and utils; methods and datasets are never needed) and no JIT
+# compiler (it loads the compiler package; the R code prediction runs is byte-compiled
+# already, or too small to compile).
+R_STARTUP_ENV = {"R_DEFAULT_PACKAGES": "NULL", "R_ENABLE_JIT": "0"}
+# rpy2's options, plus: no .RData from the working directory, no site or user profile
+# and environ files (a package's R_HOME/etc/Renviron is still read).
+R_INIT_OPTIONS = (
+    "rpy2",
+    "--quiet",
+    "--no-save",
+    "--no-restore",
+    "--no-site-file",
+    "--no-init-file",
+    "--no-environ",
+)
+
 _LOCK = threading.RLock()  # R is single-threaded; also guards the caches below
 _rinterface: Any = None
 _model: Optional["_Model"] = None
@@ -295,21 +312,28 @@ def _start_r() -> Any:
         _use_packaged_r_home()
         try:
             rinterface = _import_rinterface()
-            from rpy2.rinterface_lib import callbacks, openrlib
+            from rpy2.rinterface_lib import callbacks, embedded, openrlib
         except Exception as exc:
             raise ModelUnavailable(f"cannot import rpy2: {exc}") from exc
         _check_r_home(openrlib.R_HOME)
         # Keep stdout for the JSON log lines; R's console output goes to stderr.
         callbacks.consolewrite_print = _write_to_stderr
         # initr_simple, unlike initr, does not run Rscript to copy R's environment.
-        # rpy2 prepends R's lib dir to LD_LIBRARY_PATH, which only affects children.
-        saved = os.environ.get("LD_LIBRARY_PATH")
+        # rpy2 prepends R's lib dir to LD_LIBRARY_PATH, which only affects children;
+        # R reads R_STARTUP_ENV while it starts. All of them are restored afterwards.
+        saved = {name: os.environ.get(name) for name in ("LD_LIBRARY_PATH", *R_STARTUP_ENV)}
         try:
+            for name, value in R_STARTUP_ENV.items():
+                if not os.environ.get(name):
+                    os.environ[name] = value
+            if not embedded.isinitialized():
+                embedded.set_initoptions(R_INIT_OPTIONS)
             rinterface.initr_simple()
         except Exception as exc:
             raise ModelUnavailable(f"R could not be started from {openrlib.R_HOME}: {exc}") from exc
         finally:
-            _restore_env("LD_LIBRARY_PATH", saved)
+            for name, value in saved.items():
+                _restore_env(name, value)
         _rinterface = rinterface
         return rinterface
 
@@ -325,41 +349,144 @@ def _restore_env(name: str, value: Optional[str]) -> None:
         os.environ[name] = value
 
 
+# What predict(model, newdata, type = "response") computes for the model train.R fits,
+# without building a data frame: predict.glm calls predict.lm, which evaluates
+#     drop(X[, piv, drop = FALSE] %*% beta[piv]) + offset    (offset: rep(0, n))
+# with X the model matrix of newdata, and then applies family(model)$linkinv. For this
+# design X is (1, gre, gpa, rank == 2, rank == 3, rank == 4), the full-rank pivot is
+# 1:6, so the function below returns function(X) doing the same arithmetic on the same
+# numbers, or the names of the checks a model fails (it is then predicted with
+# predict()). The returned closure is too small for R's JIT ever to compile it.
+_R_DIRECT_PREDICTOR = """
+function(model) {
+  levels <- c("1", "2", "3", "4")
+  tt <- terms(model)
+  failed <- c(
+    class = !identical(class(model), c("glm", "lm")),
+    coefficients = !identical(names(model$coefficients),
+                              c("(Intercept)", "gre", "gpa", "rank2", "rank3", "rank4")) ||
+      anyNA(model$coefficients),
+    rank = !identical(model$rank, 6L) || !identical(model$qr$pivot, 1:6),
+    terms = !identical(attr(tt, "term.labels"), c("gre", "gpa", "rank")) ||
+      !identical(attr(tt, "intercept"), 1L),
+    predvars = !identical(attr(delete.response(tt), "predvars"),
+                          bquote(list(gre, gpa, factor(rank, levels = .(levels))))),
+    offset = !is.null(attr(tt, "offset")) || !is.null(model$call$offset),
+    xlevels = !identical(model$xlevels, list(rank = levels)),
+    contrasts = !identical(model$contrasts, list(rank = "contr.treatment"))
+  )
+  if (any(failed)) return(names(failed)[failed])
+  beta <- model$coefficients
+  linkinv <- family(model)$linkinv
+  function(X) linkinv(drop(X %*% beta) + 0)
+}
+"""
+DESIGN_COLUMNS = 6  # (Intercept), gre, gpa, rank2, rank3, rank4
+DIRECT = "direct"
+PREDICT_GLM = "predict.glm"
+
+
 class _Model:
-    """A model loaded into R, with the R functions prediction needs."""
+    """A model loaded into R, and how it predicts.
+
+    ``method`` is ``DIRECT`` when the model has the design train.R fits: the model
+    matrix is filled from Python (one preallocated row for a single applicant) and R
+    computes the linear predictor and the inverse link exactly as predict.glm does.
+    Any other model is predicted with ``predict()`` on a data frame (``PREDICT_GLM``);
+    ``unmatched`` then names the checks of ``_R_DIRECT_PREDICTOR`` it failed.
+    """
 
     def __init__(self, rinterface: Any, model: Any, source: str) -> None:
         self.source = source
         self._ri = rinterface
         self._model = model
-        stats = rinterface.baseenv["getNamespace"](rinterface.StrSexpVector(["stats"]))
-        self._predict = stats["predict"]
-        self._list2df = rinterface.baseenv["list2DF"]  # R >= 4.0; 3x faster than data.frame
-        self._columns = rinterface.StrSexpVector(["gre", "gpa", "rank"])
-        self._response = rinterface.StrSexpVector(["response"])
+        self._stats = rinterface.baseenv["getNamespace"](rinterface.StrSexpVector(["stats"]))
+        self.unmatched: tuple[str, ...] = ()
+        direct = self._direct_predictor()
+        if direct is None:
+            self.method = PREDICT_GLM
+            self._use_predict()
+        else:
+            self.method = DIRECT
+            self._direct = direct
+            row = rinterface.FloatSexpVector([1.0] + [0.0] * (DESIGN_COLUMNS - 1))
+            self._row_values = row.memoryview()  # flat: taken before dim makes it a matrix
+            row.do_slot_assign("dim", rinterface.IntSexpVector([1, DESIGN_COLUMNS]))
+            self._row = row
+
+    def _direct_predictor(self) -> Any:
+        ri = self._ri
+        try:
+            # Evaluated with the stats namespace as the closure's environment.
+            builder = ri.baseenv["eval"](ri.parse(_R_DIRECT_PREDICTOR), self._stats)
+            found = builder(self._model)
+        except Exception as exc:  # e.g. no terms at all: predict() will say what is wrong
+            self.unmatched = (f"error: {exc}".strip(),)
+            return None
+        if isinstance(found, ri.SexpClosure):
+            return found
+        self.unmatched = tuple(found)
+        return None
+
+    def _use_predict(self) -> None:
+        ri = self._ri
+        self._predict = self._stats["predict"]
+        self._list2df = ri.baseenv["list2DF"]  # R >= 4.0; 3x faster than data.frame
+        self._columns = ri.StrSexpVector(["gre", "gpa", "rank"])
+        self._response = ri.StrSexpVector(["response"])
+        # R starts with no package attached (R_STARTUP_ENV); a model whose formula calls
+        # a stats function (poly, offset) from the global environment needs stats.
+        ri.baseenv["library"](ri.StrSexpVector(["stats"]))
 
     def probabilities(self, applicants: Sequence[Applicant]) -> list[float]:
-        """P(admit) for each applicant, from one call of R's predict()."""
-        ri = self._ri
+        """P(admit) for each applicant, from one R call."""
         with _LOCK:
-            columns = ri.ListSexpVector(
-                [
-                    ri.FloatSexpVector([a.gre for a in applicants]),
-                    ri.FloatSexpVector([a.gpa for a in applicants]),
-                    ri.FloatSexpVector([float(a.rank) for a in applicants]),
-                ]
-            )
-            columns.names = self._columns
-            frame = self._list2df(columns)
-            result = [
-                float(p) for p in self._predict(self._model, newdata=frame, type=self._response)
-            ]
+            if self.method == PREDICT_GLM:
+                result = self._predict_glm(applicants)
+            elif len(applicants) == 1:
+                result = [self._direct_single(applicants[0])]
+            else:
+                result = self._direct_batch(applicants)
         if len(result) != len(applicants) or not all(0.0 <= p <= 1.0 for p in result):
             raise InternalServerError(
                 f"model {self.source} returned {len(result)} values for {len(applicants)} "
                 "applicants, or a value outside [0, 1]"
             )
         return result
+
+    def _direct_single(self, applicant: Applicant) -> float:
+        row = self._row_values  # the 1 x 6 model matrix, column-major
+        row[1] = applicant.gre
+        row[2] = applicant.gpa
+        row[3] = 1.0 if applicant.rank == 2 else 0.0
+        row[4] = 1.0 if applicant.rank == 3 else 0.0
+        row[5] = 1.0 if applicant.rank == 4 else 0.0
+        return self._direct(self._row)[0]
+
+    def _direct_batch(self, applicants: Sequence[Applicant]) -> list[float]:
+        ri = self._ri
+        count = len(applicants)
+        columns = array.array("d", [1.0]) * count  # the n x 6 model matrix, column-major
+        columns.extend([a.gre for a in applicants])
+        columns.extend([a.gpa for a in applicants])
+        for rank in RANKS[1:]:
+            columns.extend([1.0 if a.rank == rank else 0.0 for a in applicants])
+        matrix = ri.FloatSexpVector.from_memoryview(memoryview(columns))
+        matrix.do_slot_assign("dim", ri.IntSexpVector([count, DESIGN_COLUMNS]))
+        return self._direct(matrix).memoryview().tolist()
+
+    def _predict_glm(self, applicants: Sequence[Applicant]) -> list[float]:
+        ri = self._ri
+        columns = ri.ListSexpVector(
+            [
+                ri.FloatSexpVector([a.gre for a in applicants]),
+                ri.FloatSexpVector([a.gpa for a in applicants]),
+                ri.FloatSexpVector([float(a.rank) for a in applicants]),
+            ]
+        )
+        columns.names = self._columns
+        frame = self._list2df(columns)
+        return [float(p) for p in self._predict(self._model, newdata=frame, type=self._response)]
 
 
 def _read_model(rinterface: Any, path: str) -> _Model:
@@ -373,13 +500,22 @@ def _read_model(rinterface: Any, path: str) -> _Model:
         raise ModelUnavailable(f"R cannot read the model file {path}: {exc}".strip()) from exc
     if not is_glm:
         raise ModelUnavailable(f"{path} does not hold a glm model")
-    model = _Model(ri, sexp, path)
     try:
+        with _LOCK:
+            model = _Model(ri, sexp, path)
         model.probabilities([Applicant(gre=800.0, gpa=4.0, rank=1)])
     except Exception as exc:
         raise ModelUnavailable(
             f"the model in {path} cannot predict from gre, gpa and rank: {exc}".strip()
         ) from exc
+    if model.method != DIRECT:
+        _log_line(
+            {
+                "event": "model_predicts_with_predict_glm",
+                "path": path,
+                "unmatched": list(model.unmatched),
+            }
+        )
     return model
 
 
@@ -409,6 +545,8 @@ def model_source() -> ModelSource:
 
 def cache_path(bucket: str, key: str, cache_dir: Optional[str] = None) -> str:
     """The cache file for s3://bucket/key: distinct per object, named after the key."""
+    import hashlib  # here, not at the top: only the S3 source needs it (cold start)
+
     directory = cache_dir or os.environ.get("MODEL_CACHE_DIR") or DEFAULT_CACHE_DIR
     digest = hashlib.sha256(f"{bucket}/{key}".encode()).hexdigest()[:12]
     name = os.path.basename(key) or "model.rds"
@@ -430,6 +568,8 @@ def _s3_client() -> Any:
 
 
 def _remove_stale_downloads(final: str) -> None:
+    import glob
+
     pattern = os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.*.part")
     cutoff = time.time() - STALE_DOWNLOAD_SECONDS
     for leftover in glob.glob(pattern):
@@ -440,6 +580,9 @@ def _remove_stale_downloads(final: str) -> None:
 
 def _download(bucket: str, key: str, final: str) -> None:
     """Stream the object to a temporary file next to ``final``, then rename it."""
+    import shutil
+    import tempfile
+
     directory = os.path.dirname(final)
     fd, partial = tempfile.mkstemp(
         dir=directory, prefix=f".{os.path.basename(final)}.", suffix=".part"

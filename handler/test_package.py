@@ -2,6 +2,9 @@
 
 EXPECT_LIBR_UNDER=DIR additionally checks that the libR.so this process maps after R
 starts lives under DIR (the package), not in a system R.
+
+test_predictions_are_identical_to_r_predict proves, with the package's own R, that the
+handler's direct computation gives the very bits R's predict() gives.
 """
 
 import json
@@ -18,6 +21,35 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _proxy_event(body: dict) -> dict:
     return {"httpMethod": "POST", "path": "/admit", "body": json.dumps(body)}
+
+
+def _grid() -> list:
+    """All ranks x gre 200..800 step 25 x gpa 0..4 step 0.125: 4 * 25 * 33 applicants."""
+    return [
+        {"gre": 200 + 25 * g, "gpa": p / 8, "rank": rank}
+        for rank in (1, 2, 3, 4)
+        for g in range(25)
+        for p in range(33)
+    ]
+
+
+def _r_predict(applicants: list) -> list:
+    """R's own predict(readRDS(model), data.frame(gre, gpa, rank), type = "response")."""
+    ri = handler._start_r()
+    with handler._LOCK:
+        model = ri.baseenv["readRDS"](ri.StrSexpVector([handler.get_model().source]))
+        stats = ri.baseenv["getNamespace"](ri.StrSexpVector(["stats"]))
+        columns = {
+            name: ri.FloatSexpVector([float(a[name]) for a in applicants])
+            for name in ("gre", "gpa", "rank")
+        }
+        frame = ri.baseenv["data.frame"](**columns)
+        response = ri.StrSexpVector(["response"])
+        return list(stats["predict"](model, newdata=frame, type=response))
+
+
+def _bits(values: list) -> list:
+    return [float(v).hex() for v in values]
 
 
 def _mapped_libr_paths() -> list:
@@ -51,6 +83,18 @@ class PackageTest(unittest.TestCase):
         body = json.loads(response["body"])
         self.assertEqual(body["error"], "BadRequest")
         self.assertEqual(body["field"], "rank")
+
+    def test_predictions_are_identical_to_r_predict(self) -> None:
+        applicants = _grid()
+        singles = [handler.admit_probability(a["gre"], a["gpa"], a["rank"]) for a in applicants]
+        batch = handler.admit_probabilities(applicants)
+        self.assertEqual(handler.get_model().method, handler.DIRECT)
+        expected = _bits(_r_predict(applicants))
+        self.assertEqual(_bits(batch), expected)
+        self.assertEqual(_bits(singles), expected)
+        for a in applicants[::50]:  # and against predict() on a one-row data frame
+            single = handler.admit_probability(a["gre"], a["gpa"], a["rank"])
+            self.assertEqual(_bits([single]), _bits(_r_predict([a])))
 
     def test_libr_is_loaded_from_the_expected_directory(self) -> None:
         expected = os.environ.get("EXPECT_LIBR_UNDER")

@@ -3,6 +3,7 @@
 import dataclasses
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,52 @@ def run_train(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     )
 
 
+# The handler starts R with no package attached (handler.R_STARTUP_ENV); test code
+# written as at an R prompt (coef, predict, read.csv, mtcars) needs these.
+TEST_R_PACKAGES = ("utils", "stats", "datasets")
+_attached = False
+
+
 def r_eval(code: str) -> Any:
-    """Evaluate R code in the handler's embedded R (started if needed)."""
+    """Evaluate R code in the handler's embedded R (started if needed), as at a prompt."""
+    global _attached
     ri = handler._start_r()
     with handler._LOCK:
+        if not _attached:
+            for package in TEST_R_PACKAGES:
+                ri.baseenv["library"](ri.StrSexpVector([package]))
+            _attached = True
         return ri.baseenv["eval"](ri.parse(code))
+
+
+def r_predict(model: Any, applicants: Sequence[Mapping[str, Any]]) -> list[float]:
+    """R's own predict(model, data.frame(gre, gpa, rank), type = "response").
+
+    The columns are built from the very doubles given (no decimal text in between);
+    rank is numeric, as README documents.
+    """
+    ri = handler._start_r()
+    with handler._LOCK:
+        stats = ri.baseenv["getNamespace"](ri.StrSexpVector(["stats"]))
+        frame = ri.baseenv["data.frame"](
+            gre=ri.FloatSexpVector([float(a["gre"]) for a in applicants]),
+            gpa=ri.FloatSexpVector([float(a["gpa"]) for a in applicants]),
+            rank=ri.FloatSexpVector([float(a["rank"]) for a in applicants]),
+        )
+        response = ri.StrSexpVector(["response"])
+        return list(stats["predict"](model, newdata=frame, type=response))
+
+
+def r_read_model(path: Path) -> Any:
+    """The model as R's readRDS gives it: a separate object from the handler's own."""
+    ri = handler._start_r()
+    with handler._LOCK:
+        return ri.baseenv["readRDS"](ri.StrSexpVector([str(path)]))
+
+
+def bits(values: Sequence[float]) -> list[str]:
+    """Exact renderings of doubles, for comparisons that must be bitwise."""
+    return [float(v).hex() for v in values]
 
 
 def r_string(value: str) -> str:

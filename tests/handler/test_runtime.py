@@ -23,8 +23,11 @@ AUDIT_CHILD = textwrap.dedent(
             spawned.append([event, repr(args)[:200]])
     sys.addaudithook(audit)
     ld_before = os.environ.get("LD_LIBRARY_PATH")
+    startup_env = ("R_DEFAULT_PACKAGES", "R_ENABLE_JIT")
+    startup_before = {name: os.environ.get(name) for name in startup_env}
     import handler
-    imported = {name: name in sys.modules for name in ("rpy2", "boto3")}
+    lazy = ("rpy2", "boto3", "hashlib", "shutil", "tempfile", "glob")
+    imported = {name: name in sys.modules for name in lazy}
     probability = handler.admit_probability(800, 4, 1)
     ri = handler._rinterface
     print(json.dumps({
@@ -34,6 +37,9 @@ AUDIT_CHILD = textwrap.dedent(
         "R_HOME": os.environ.get("R_HOME"),
         "R.home()": ri.baseenv["R.home"]()[0],
         "ld_library_path_unchanged": os.environ.get("LD_LIBRARY_PATH") == ld_before,
+        "startup_env_unchanged": {n: os.environ.get(n) for n in startup_env} == startup_before,
+        "r_namespaces": sorted(ri.baseenv["loadedNamespaces"]()),
+        "r_attached": list(ri.baseenv["search"]()),
     }))
     """
 )
@@ -44,8 +50,14 @@ def r_home() -> str:
     return str(r_eval("R.home()")[0])
 
 
+# What one prediction needs in R: stats and the namespaces it imports, nothing attached.
+PREDICTION_NAMESPACES = ["base", "grDevices", "graphics", "stats", "utils"]
+STARTUP_ENV = ("R_DEFAULT_PACKAGES", "R_ENABLE_JIT")
+
+
 def _child_env(model: Path, **changes: Optional[str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("R_HOME", "MODEL_PATH")}
+    unset = ("R_HOME", "MODEL_PATH", *STARTUP_ENV)
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env["MODEL_PATH"] = str(model)
     for name, value in changes.items():
         if value is None:
@@ -68,11 +80,18 @@ def _run_audited(cwd: Path, env: dict[str, str]) -> dict[str, Any]:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def test_importing_the_handler_loads_neither_rpy2_nor_boto3(
+def test_importing_the_handler_loads_neither_rpy2_nor_boto3_nor_the_s3_cache_modules(
     trained_model: TrainedModel, r_home: str
 ) -> None:
     report = _run_audited(HANDLER_DIR, _child_env(trained_model.trimmed, R_HOME=r_home))
-    assert report["imported_before_first_use"] == {"rpy2": False, "boto3": False}
+    assert report["imported_before_first_use"] == {
+        "rpy2": False,
+        "boto3": False,
+        "hashlib": False,
+        "shutil": False,
+        "tempfile": False,
+        "glob": False,
+    }
 
 
 def test_with_r_home_set_r_starts_without_any_subprocess(
@@ -82,6 +101,28 @@ def test_with_r_home_set_r_starts_without_any_subprocess(
     assert report["spawned"] == []
     assert round(report["probability"], 4) == 0.7384
     assert report["ld_library_path_unchanged"] is True
+
+
+def test_r_starts_with_only_what_prediction_needs_and_the_environment_is_restored(
+    trained_model: TrainedModel, r_home: str
+) -> None:
+    report = _run_audited(HANDLER_DIR, _child_env(trained_model.trimmed, R_HOME=r_home))
+    assert report["r_namespaces"] == PREDICTION_NAMESPACES  # no methods, datasets, compiler
+    assert report["r_attached"] == [".GlobalEnv", "Autoloads", "package:base"]
+    assert report["startup_env_unchanged"] is True
+
+
+def test_r_startup_settings_from_the_environment_are_honoured(
+    trained_model: TrainedModel, r_home: str
+) -> None:
+    env = _child_env(
+        trained_model.trimmed, R_HOME=r_home, R_DEFAULT_PACKAGES="datasets", R_ENABLE_JIT="3"
+    )
+    report = _run_audited(HANDLER_DIR, env)
+    assert report["r_namespaces"] == sorted([*PREDICTION_NAMESPACES, "compiler", "datasets"])
+    assert "package:datasets" in report["r_attached"]
+    assert report["startup_env_unchanged"] is True
+    assert round(report["probability"], 4) == 0.7384
 
 
 def test_without_r_home_rpy2_asks_r_once_for_it(trained_model: TrainedModel) -> None:
@@ -162,8 +203,8 @@ def test_run_checks_passes_in_the_repository_and_writes_junit(
     env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=libr_dir)
     done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines()[-1] == "6 passed, 0 failed, 0 skipped"
-    assert _counts(suite) == {"tests": "6", "failures": "0", "errors": "0", "skipped": "0"}
+    assert done.stdout.splitlines()[-1] == "7 passed, 0 failed, 0 skipped"
+    assert _counts(suite) == {"tests": "7", "failures": "0", "errors": "0", "skipped": "0"}
     cases = suite.findall("testcase")
     assert {c.attrib["classname"] for c in cases} == {
         "test_handler.HandlerTest",
@@ -178,7 +219,7 @@ def test_libr_check_fails_when_libr_is_not_under_the_expected_directory(
     env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=str(tmp_path))
     done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
     assert done.returncode == 1
-    assert done.stdout.splitlines()[-1] == "5 passed, 1 failed, 0 skipped"
+    assert done.stdout.splitlines()[-1] == "6 passed, 1 failed, 0 skipped"
     failed = [c for c in suite.findall("testcase") if c.find("failure") is not None]
     assert [c.attrib["name"] for c in failed] == ["test_libr_is_loaded_from_the_expected_directory"]
     assert f"is not under {tmp_path}" in failed[0].find("failure").attrib["message"]
@@ -259,5 +300,31 @@ def test_bench_predict_prints_one_json_object(trained_model: TrainedModel, r_hom
         "batch_per_applicant_ms",
         "python",
         "model",
+        "method",
     }
+    assert report["method"] == "direct"
     assert (report["single_calls"], report["batch_size"], report["batch_repeats"]) == (5, 10, 2)
+
+
+def test_report_runtime_deps_lists_what_one_prediction_loads(
+    trained_model: TrainedModel, r_home: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, str(HANDLER_DIR / "report_runtime_deps.py")],
+        env=_child_env(trained_model.trimmed, R_HOME=r_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) == {"python_modules", "r_namespaces"}
+    assert report["r_namespaces"] == PREDICTION_NAMESPACES
+    modules = report["python_modules"]
+    assert {"rpy2.rinterface", "_cffi_backend", "_rinterface_cffi_api"} <= set(modules)
+    assert modules == sorted(modules)
+    assert "handler" not in modules
+    unused = ("rpy2.robjects", "rpy2.ipython", "cffi", "jinja2", "markupsafe", "pycparser")
+    unused += ("tzlocal", "boto3", "botocore")
+    for name in modules:
+        assert not name.startswith(unused), name
