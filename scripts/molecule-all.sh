@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Run the Molecule scenarios one after the other, in an order that satisfies their
+# dependencies, and print how long each took:
+#   scripts/molecule-all.sh                 every scenario under molecule/
+#   scripts/molecule-all.sh r_runtime ...   only these, in the order given
+# First makes sure the podman scenarios' base image exists under its stable alias
+# (localhost/r-lambda-base:bookworm). lambda_package leaves .state/molecule/admission.zip
+# for package_test, so it runs first; package_test is skipped when it failed in this run.
+# Exit status: 0 when every scenario passed, 1 otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="$PWD/ansible.cfg"
+
+# Dependency order: cheap controller-side scenarios first, then build before test.
+ordered=(local_s3 local_hosts artifact_store r_runtime lambda_package package_test)
+
+if (($#)); then
+  scenarios=("$@")
+else
+  scenarios=("${ordered[@]}")
+  # Scenarios not named above run last, in name order, so that none is left out.
+  for file in molecule/*/molecule.yml; do
+    name=$(basename "$(dirname "$file")")
+    [[ " ${ordered[*]} " == *" $name "* ]] || scenarios+=("$name")
+  done
+fi
+for name in "${scenarios[@]}"; do
+  [[ -f "molecule/$name/molecule.yml" ]] || { echo "molecule-all: no scenario molecule/$name" >&2; exit 2; }
+done
+
+log() { printf 'molecule-all: %s\n' "$*"; }
+
+log "making sure the base image localhost/r-lambda-base:bookworm exists"
+ansible-playbook molecule/base-image.yml
+
+# package_test must test the zip this run builds, never one an earlier run left.
+if [[ " ${scenarios[*]} " == *" lambda_package "* ]]; then
+  rm -f .state/molecule/admission.zip
+fi
+
+declare -A result=()
+passed=() failed=() skipped=()
+total_start=$SECONDS
+for name in "${scenarios[@]}"; do
+  if [[ $name == package_test && ${result[lambda_package]:-} == failed ]]; then
+    result[$name]=skipped
+    skipped+=("$name")
+    log "$(printf '%-16s skipped (lambda_package failed, so there is no package to test)' "$name")"
+    continue
+  fi
+  log "molecule test -s $name"
+  start=$SECONDS
+  if molecule test -s "$name"; then
+    result[$name]=passed
+    passed+=("$name")
+  else
+    result[$name]=failed
+    failed+=("$name")
+  fi
+  log "$(printf '%-16s %-7s %4d s' "$name" "${result[$name]}" $((SECONDS - start)))"
+done
+
+summary="${#scenarios[@]} scenarios in $((SECONDS - total_start)) s: ${#passed[@]} passed"
+((${#failed[@]})) && summary+=", ${#failed[@]} failed (${failed[*]})"
+((${#skipped[@]})) && summary+=", ${#skipped[@]} skipped (${skipped[*]})"
+log "$summary"
+((${#failed[@]} + ${#skipped[@]} == 0))
