@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Measure one unzipped package inside a clean host (standard library only).
 
-    python3 in_host.py TASK_ROOT [--starts 5] [--calls 1000] [--batch-size 1000]
+    python3 in_host.py TASK_ROOT [TASK_ROOT ...] [--starts 5] [--calls 1000] [--batch-size 1000]
 
-Prints one JSON object:
+Prints one JSON object, by task root:
 - cold_start_s: median and max wall time from spawning a fresh Python process to its
   first prediction (import handler, start R, read the model, predict), --starts times;
+  the roots take turns, so a change of load on the machine hits them alike;
 - the warm figures of bench_predict.py (single-call median of --calls, batch median).
 Environment as Lambda sets it: task root on PYTHONPATH, its lib/ on LD_LIBRARY_PATH.
 """
@@ -64,17 +65,23 @@ def warm(root: str, calls: int, batch_size: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("root")
+    parser.add_argument("roots", nargs="+")
     parser.add_argument("--starts", type=int, default=5)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
-    starts = [cold_start(args.root) for _ in range(args.starts)]
+    starts: dict[str, list[float]] = {root: [] for root in args.roots}
+    for _ in range(args.starts):
+        for root in args.roots:
+            starts[root].append(cold_start(root))
     result = {
-        "cold_start_s": round(statistics.median(starts), 4),
-        "cold_start_max_s": round(max(starts), 4),
-        "cold_starts_s": [round(s, 4) for s in starts],
-        **warm(args.root, args.calls, args.batch_size),
+        root: {
+            "cold_start_s": round(statistics.median(times), 4),
+            "cold_start_max_s": round(max(times), 4),
+            "cold_starts_s": [round(t, 4) for t in times],
+            **warm(root, args.calls, args.batch_size),
+        }
+        for root, times in starts.items()
     }
     print(json.dumps(result))
     return 0
