@@ -15,21 +15,17 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 from release_support import REPO, containers_left, keys, read_json, run_playbook, s3_client
 
 pytestmark = pytest.mark.slow
 
-EXPECTED_R_PACKAGES = {
-    "base",
-    "compiler",
-    "datasets",
-    "graphics",
-    "grDevices",
-    "methods",
-    "stats",
-    "tools",
-    "utils",
-}
+# The R packages the releases are configured to carry.
+EXPECTED_R_PACKAGES = set(
+    yaml.safe_load((REPO / "playbooks/group_vars/all/package.yml").read_text())[
+        "lambda_package_r_packages"
+    ]
+)
 
 
 def run_id_of(output: str) -> str:
@@ -78,6 +74,7 @@ def test_release_publishes_a_package_verified_on_a_clean_host(
     assert packaged == EXPECTED_R_PACKAGES
     assert "lib/libR.so" in names
     assert "handler.py" in names and "test_handler.py" in names and "admission.rds" in names
+    assert not any(name.startswith(("rpy2/robjects/", "jinja2/")) for name in names)
 
 
 def test_manifest_records_what_ops_need(bucket: str, first_release: dict) -> None:
