@@ -183,7 +183,8 @@ def test_reaper_removes_only_hosts_older_than_the_limit(first_release: dict) -> 
     """Plants a labelled container as an interrupted run would leave it.
 
     With the default 6 h limit the fresh container is spared; the dry run at 0 h names it
-    without removing it; applied at 0 h it is removed.
+    without removing it; applied at 0 h to its run id only (so that no other run on this
+    machine is touched) it is removed.
     """
     name = "r-lambda-it-reap-planted"
     _plant_container(name)
@@ -197,7 +198,7 @@ def test_reaper_removes_only_hosts_older_than_the_limit(first_release: dict) -> 
 
         applied = run_playbook(
             "playbooks/reap.yml", "-e", "reap_apply=true", "-e", "reap_older_than_hours=0",
-            name="reap-applied",
+            "-e", f"reap_run_id={name}", name="reap-applied",
         )
         applied.check()
         assert name not in containers_left()

@@ -1,0 +1,42 @@
+"""Fixtures of the sandbox platform's tests: one moto server per session, shared by
+every test (moto keeps everything in memory), started and stopped here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for --import-mode=importlib
+
+from sandbox_support import (
+    LOG_DIR,
+    Sandbox,
+    remove_containers,
+    start_moto,
+    stop_moto,
+)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    """A moto server on a free 127.0.0.1 port; whatever a failing test left in podman is
+    removed at the end (the tests assert that nothing was left before that). Its folder is
+    not pytest's tmp_path: other pytest sessions on the machine rotate those away."""
+    workdir = Path(tempfile.mkdtemp(prefix="r-lambda-sandbox-", dir="/var/tmp"))
+    proc, box = start_moto(workdir)
+    try:
+        yield box
+    finally:
+        stop_moto(proc)
+        if box.timings:
+            LOG_DIR.mkdir(parents=True, exist_ok=True)
+            LOG_DIR.joinpath("sandbox-timings.json").write_text(json.dumps(box.timings, indent=1))
+        for run_id in box.runs:
+            remove_containers(run_id)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,253 @@
+"""What AWS API actions the playbooks call, read from the playbooks and roles themselves.
+
+Every amazon.aws module a task calls, with the options it is called with, maps to the IAM
+actions that module performs (read from the amazon.aws 10 sources: see the notes below);
+the ssm_parameter lookup maps to ssm:GetParameter. A module missing from this table fails
+the tests, so a new AWS call cannot slip past the policy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+POLICY = REPO / "iam" / "operator-policy.json"
+# What the operator runs: the playbooks and every role they can reach.
+SOURCES = ["playbooks", "roles"]
+TASK_BLOCK_KEYS = ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers")
+
+# Bucket reads s3_bucket makes whatever options it gets (a denied read of an option it was
+# not given is only a warning, but it is a call the playbooks make).
+S3_BUCKET_READS = {
+    "s3:ListBucket",  # HeadBucket
+    "s3:GetBucketVersioning",
+    "s3:GetBucketRequestPayment",
+    "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketPolicy",
+    "s3:GetBucketTagging",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetBucketOwnershipControls",
+    "s3:GetBucketAcl",
+    "s3:GetAccelerateConfiguration",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:GetInventoryConfiguration",  # ListBucketInventoryConfigurations
+}
+# s3_object checks the bucket first in every mode: HeadBucket, GetBucketOwnershipControls.
+S3_OBJECT_BASE = {"s3:ListBucket", "s3:GetBucketOwnershipControls"}
+S3_OBJECT_MODES = {
+    # HeadObject, then PutObject with the default canned ACL (x-amz-acl: private, which
+    # needs PutObjectAcl), in parts for a large file (multipart upload: PutObject, and
+    # AbortMultipartUpload when it fails); overwrite=different compares ETags, reads tags.
+    "put": {"s3:GetObject", "s3:PutObject", "s3:PutObjectAcl", "s3:GetObjectTagging",
+            "s3:AbortMultipartUpload"},
+    "get": {"s3:GetObject"},
+    "getstr": {"s3:GetObject"},
+    "list": {"s3:ListBucket"},
+    "delobj": {"s3:DeleteObject"},
+    # HeadObject and the object's tags; the link is signed locally and used for a GetObject.
+    "geturl": {"s3:GetObject", "s3:GetObjectTagging"},
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One AWS-calling task (or lookup) of the playbooks and roles."""
+
+    module: str
+    args: tuple[tuple[str, str], ...]
+    where: str
+
+    def arg(self, name: str, default: object = None) -> object:
+        return dict(self.args).get(name, default)
+
+
+def _module_actions(call: Call) -> set[str]:
+    name, state = call.module, call.arg("state", "present")
+    if name == "ssm_parameter_lookup":
+        return {"ssm:GetParameter"}
+    if name == "ec2_ami_info":
+        return {"ec2:DescribeImages"}
+    if name == "ec2_vpc_subnet_info":
+        return {"ec2:DescribeSubnets"}
+    if name == "ec2_instance_info":
+        return {"ec2:DescribeInstances"}
+    if name == "ec2_key_info":
+        return {"ec2:DescribeKeyPairs"}
+    if name == "ec2_security_group_info":
+        return {"ec2:DescribeSecurityGroups"}
+    if name == "ec2_key":
+        if state == "absent":
+            return {"ec2:DescribeKeyPairs", "ec2:DeleteKeyPair"}
+        # Created with TagSpecifications (CreateTags at creation); an existing key's tags are
+        # read (DescribeTags) and would be set again only if they differed.
+        return {"ec2:DescribeKeyPairs", "ec2:CreateKeyPair", "ec2:CreateTags", "ec2:DescribeTags"}
+    if name == "ec2_security_group":
+        # sts:GetCallerIdentity too, which needs no permission.
+        if state == "absent":
+            return {"ec2:DescribeSecurityGroups", "ec2:DeleteSecurityGroup"}
+        return {"ec2:DescribeSecurityGroups", "ec2:CreateSecurityGroup", "ec2:CreateTags",
+                "ec2:DescribeTags", "ec2:AuthorizeSecurityGroupIngress",
+                # purge_rules (default): a rule no longer wanted is revoked.
+                "ec2:RevokeSecurityGroupIngress"}
+    if name == "ec2_instance":
+        if state in ("absent", "terminated"):
+            return {"ec2:DescribeInstances", "ec2:TerminateInstances"}
+        # RunInstances with TagSpecifications; the subnet's VPC and the group ids are looked
+        # up; the new instance is awaited (DescribeInstances, DescribeInstanceStatus) and its
+        # attributes compared with the options (DescribeInstanceAttribute), then aligned
+        # (ModifyInstanceAttribute: moto reports no groups for an instance launched with
+        # them in its network interface, so the module sets them again); an existing
+        # instance's tags are read.
+        actions = {"ec2:DescribeInstances", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+                   "ec2:RunInstances", "ec2:CreateTags", "ec2:DescribeInstanceStatus",
+                   "ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute",
+                   "ec2:DescribeTags"}
+        if call.arg("iam_instance_profile"):
+            actions |= {"iam:PassRole", "iam:GetInstanceProfile"}
+        return actions
+    if name == "s3_bucket_info":
+        return {"s3:ListAllMyBuckets"}
+    if name == "s3_bucket":
+        if state == "absent":
+            return {"s3:ListBucket", "s3:DeleteObject", "s3:DeleteBucket"}
+        actions = S3_BUCKET_READS | {"s3:CreateBucket"}
+        if call.arg("versioning") is not None:
+            actions.add("s3:PutBucketVersioning")
+        if call.arg("encryption") is not None:
+            actions.add("s3:PutEncryptionConfiguration")
+        if call.arg("public_access") is not None:
+            actions.add("s3:PutBucketPublicAccessBlock")
+        return actions
+    if name == "s3_object":
+        return S3_OBJECT_BASE | S3_OBJECT_MODES[str(call.arg("mode"))]
+    if name == "s3_object_info":
+        return {"s3:ListBucket", "s3:GetObject"}  # HeadBucket, HeadObject, GetObject
+    raise KeyError(f"{call.where}: no IAM actions known for amazon.aws.{name}; add it here")
+
+
+def actions_of(call: Call) -> set[str]:
+    return _module_actions(call)
+
+
+def _tasks(node: object) -> Iterator[dict]:
+    if isinstance(node, list):
+        for item in node:
+            yield from _tasks(item)
+    elif isinstance(node, dict):
+        yield node
+        for key in TASK_BLOCK_KEYS:
+            if key in node:
+                yield from _tasks(node[key])
+
+
+def aws_calls() -> list[Call]:
+    """Every amazon.aws module task, and every ssm_parameter lookup, of the playbooks and roles."""
+    calls = []
+    for top in SOURCES:
+        for path in sorted((REPO / top).rglob("*.yml")):
+            if path.parent.name not in ("tasks", "handlers", "playbooks"):
+                continue
+            text = path.read_text()
+            where = str(path.relative_to(REPO))
+            if "amazon.aws.ssm_parameter" in text:
+                calls.append(Call("ssm_parameter_lookup", (), where))
+            for task in _tasks(yaml.safe_load(text) or []):
+                for key, value in task.items():
+                    if not key.startswith("amazon.aws.") or key == "amazon.aws.aws":
+                        continue
+                    args = value if isinstance(value, dict) else {}
+                    calls.append(Call(
+                        key.removeprefix("amazon.aws."),
+                        tuple(sorted((k, v if isinstance(v, str) else json.dumps(v, default=str))
+                                     for k, v in args.items())),
+                        where,
+                    ))
+    return calls
+
+
+def policy_actions(policy: dict | None = None) -> set[str]:
+    policy = policy or json.loads(POLICY.read_text())
+    actions: set[str] = set()
+    for statement in policy["Statement"]:
+        if statement["Effect"] != "Allow":
+            continue
+        listed = statement["Action"]
+        actions |= {listed} if isinstance(listed, str) else set(listed)
+    return actions
+
+
+# --- Calls recorded by the moto server, mapped to the IAM action each one needs ---
+
+S3_BUCKET_SUBRESOURCES = {
+    ("GET", "versioning"): "s3:GetBucketVersioning",
+    ("PUT", "versioning"): "s3:PutBucketVersioning",
+    ("GET", "encryption"): "s3:GetEncryptionConfiguration",
+    ("PUT", "encryption"): "s3:PutEncryptionConfiguration",
+    ("GET", "publicAccessBlock"): "s3:GetBucketPublicAccessBlock",
+    ("PUT", "publicAccessBlock"): "s3:PutBucketPublicAccessBlock",
+    ("GET", "policy"): "s3:GetBucketPolicy",
+    ("GET", "tagging"): "s3:GetBucketTagging",
+    ("GET", "requestPayment"): "s3:GetBucketRequestPayment",
+    ("GET", "ownershipControls"): "s3:GetBucketOwnershipControls",
+    ("GET", "acl"): "s3:GetBucketAcl",
+    ("GET", "accelerate"): "s3:GetAccelerateConfiguration",
+    ("GET", "object-lock"): "s3:GetBucketObjectLockConfiguration",
+    ("GET", "inventory"): "s3:GetInventoryConfiguration",
+    ("GET", "location"): "s3:GetBucketLocation",
+    ("GET", "versions"): "s3:ListBucketVersions",
+}
+S3_OBJECT_METHODS = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject",
+                     # CreateMultipartUpload, CompleteMultipartUpload
+                     "POST": "s3:PutObject", "DELETE": "s3:DeleteObject"}
+
+
+def recorded_action(request: dict) -> str | None:
+    """The IAM action a recorded request needed; None for requests needing no permission."""
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    url = urlparse(request["url"])
+    query = parse_qs(url.query, keep_blank_values=True)
+    target = headers.get("x-amz-target", "")
+    if target:  # JSON protocol: SSM
+        service, operation = target.split(".", 1)
+        return f"{service.removeprefix('Amazon').lower()}:{operation}"
+    scope = headers.get("authorization", "") + " ".join(query.get("X-Amz-Credential", []))
+    service = re.search(r"/[a-z0-9-]+/([a-z0-9]+)/aws4_request", scope)
+    if service and service.group(1) in ("ec2", "sts"):
+        body = request.get("body") or ""
+        if request.get("body_encoded"):
+            body = base64.b64decode(body).decode()
+        action = parse_qs(body).get("Action", [""])[0]
+        return None if service.group(1) == "sts" else f"ec2:{action}"
+    # S3, path style: /<bucket>[/<key>]
+    parts = url.path.lstrip("/").split("/", 1)
+    method = request["method"]
+    if not parts[0]:
+        return "s3:ListAllMyBuckets"
+    if len(parts) == 2 and parts[1]:
+        if method == "PUT" and "tagging" in query:
+            return "s3:PutObjectTagging"
+        if "tagging" in query:
+            return "s3:GetObjectTagging"
+        if method == "DELETE" and "uploadId" in query:
+            return "s3:AbortMultipartUpload"
+        return S3_OBJECT_METHODS[method]
+    for (verb, sub), action in S3_BUCKET_SUBRESOURCES.items():
+        if verb == method and sub in query:
+            return action
+    return {"HEAD": "s3:ListBucket", "GET": "s3:ListBucket", "PUT": "s3:CreateBucket",
+            "DELETE": "s3:DeleteBucket"}[method]
+
+
+def from_the_playbooks(request: dict) -> bool:
+    """Requests the amazon.aws modules made (their user agent), or the test host's download
+    through a link the controller signed; not the tests' own boto3 calls."""
+    agent = request["headers"].get("User-Agent", "")
+    return "amazon.aws/" in agent or agent.startswith("ansible-httpget")

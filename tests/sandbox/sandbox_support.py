@@ -1,0 +1,255 @@
+"""Helpers for the sandbox platform's tests: a moto server, releases run against it, and
+what a run may leave behind in moto, in podman and on the controller.
+
+The tests drive `ansible-playbook playbooks/release.yml -i inventory/sandbox` exactly as
+ops would, with EC2, SSM and S3 from one moto server on 127.0.0.1 and every instance
+backed by a real container reachable over SSH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
+LOG_DIR = REPO / "dist" / "test-logs"
+PROJECT = "r-lambda"
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+# Validation as strict as AWS where moto offers it (unknown instance types, AMIs, key pairs).
+MOTO_STRICT = {
+    "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
+    "MOTO_ENABLE_AMI_VALIDATION": "true",
+    "MOTO_ENABLE_KEYPAIR_VALIDATION": "true",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Run:
+    """One finished ansible-playbook run."""
+
+    returncode: int
+    output: str
+    log: Path
+    seconds: float
+    state_dir: Path
+
+    def check(self) -> Run:
+        assert self.returncode == 0, (
+            f"ansible-playbook failed, see {self.log}:\n{self.output[-4000:]}"
+        )
+        return self
+
+    @property
+    def run_id(self) -> str:
+        match = re.search(r"\(run (r[0-9]+-[0-9a-f]+)\)", self.output)
+        assert match, f"the release did not say its run id, see {self.log}"
+        return match.group(1)
+
+
+@dataclass
+class Pending:
+    """An ansible-playbook run in progress."""
+
+    proc: subprocess.Popen
+    log: Path
+    started: float
+    state_dir: Path
+    sandbox: Sandbox
+
+    def wait(self) -> Run:
+        output = self.proc.communicate()[0]
+        self.log.write_text(output)
+        run = Run(self.proc.returncode, output, self.log,
+                  round(time.monotonic() - self.started, 1), self.state_dir)
+        found = re.search(r"\(run (r[0-9]+-[0-9a-f]+)\)", output)
+        if found:
+            self.sandbox.runs.append(found.group(1))
+        return run
+
+
+@dataclass
+class Sandbox:
+    """A moto server on 127.0.0.1 and the folders a session's releases use."""
+
+    endpoint: str
+    workdir: Path
+    recording: Path
+    region: str = "us-east-1"
+    runs: list[str] = field(default_factory=list)
+    timings: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of every ansible-playbook run: AWS_* at the moto server only."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            AWS_ENDPOINT_URL=self.endpoint,
+            AWS_ACCESS_KEY_ID="sandbox",
+            AWS_SECRET_ACCESS_KEY="sandbox",
+            AWS_DEFAULT_REGION=self.region,
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            ANSIBLE_FORCE_COLOR="0",
+            PATH=f"{VENV_BIN}:{os.environ['PATH']}",
+        )
+        return env
+
+    def isolation(self, name: str) -> list[str]:
+        """Extra vars giving one release folders of its own, apart from any other release
+        running at the same time (this session's, or a local one)."""
+        state, dist = self.workdir / name / "state", self.workdir / name / "dist"
+        return [
+            "-e", f"release_state_dir={state}",
+            "-e", f"release_dist_dir={dist}",
+            "-e", f"lambda_package_dist_dir={dist}",
+            "-e", f"package_test_results_dir={dist}",
+            "-e", f"artifact_store_tmp_dir={state}/tmp",
+            # A wheelhouse of the sandbox's own: a local release may bundle build inputs
+            # there under the same digest-named file at the same time.
+            "-e", f"lambda_package_wheelhouse={REPO}/.state/sandbox/wheelhouse",
+        ]
+
+    def client(self, service: str):
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox",
+            region_name=self.region,
+        )
+
+    def start(self, playbook: str, *extra: str, name: str, env: dict[str, str] | None = None,
+              inventory: str = "inventory/sandbox") -> Pending:
+        """Start a playbook from the repository root; its output goes to dist/test-logs."""
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "ansible-playbook"), playbook, "-i", inventory, *extra],
+            cwd=REPO,
+            env=self.env if env is None else env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        return Pending(proc, LOG_DIR / f"sandbox-{name}.log", time.monotonic(),
+                       self.workdir / name / "state", self)
+
+    def playbook(self, playbook: str, *extra: str, name: str,
+                 env: dict[str, str] | None = None) -> Run:
+        return self.start(playbook, *extra, name=name, env=env).wait()
+
+    def start_release(self, *extra: str, name: str, env: dict[str, str] | None = None,
+                      inventory: str = "inventory/sandbox") -> Pending:
+        return self.start("playbooks/release.yml", *self.isolation(name), *extra,
+                          name=name, env=env, inventory=inventory)
+
+    def release(self, *extra: str, name: str, env: dict[str, str] | None = None,
+                inventory: str = "inventory/sandbox") -> Run:
+        return self.start_release(*extra, name=name, env=env, inventory=inventory).wait()
+
+    def leftovers(self, run: Run) -> dict[str, list[str]]:
+        """Everything of one run still alive: instances, key pairs, security groups,
+        containers, controller state. Empty lists when the run cleaned up."""
+        run_id = run.run_id
+        ec2 = self.client("ec2")
+        run_filter = [{"Name": "tag:run_id", "Values": [run_id]}]
+        reservations = ec2.describe_instances(
+            Filters=[*run_filter, {"Name": "instance-state-name", "Values": LIVE_STATES}]
+        )["Reservations"]
+        keys = ec2.describe_key_pairs()["KeyPairs"]
+        groups = ec2.describe_security_groups(Filters=run_filter)["SecurityGroups"]
+        return {
+            "instances": [i["InstanceId"] for r in reservations for i in r["Instances"]],
+            "key_pairs": [k["KeyName"] for k in keys if run_id in k["KeyName"]
+                          or any(t["Value"] == run_id for t in k.get("Tags", []))],
+            "security_groups": [g["GroupId"] for g in groups],
+            "containers": containers(run_id),
+            "state": [str(p) for p in (run.state_dir / "runs" / run_id).glob("*")],
+        }
+
+
+def containers(run_id: str | None = None) -> list[str]:
+    """Names of the containers labelled with a run id (any run id when None)."""
+    label = "r-lambda.run_id" + (f"={run_id}" if run_id else "")
+    out = subprocess.run(
+        ["podman", "ps", "--all", "--filter", f"label={label}", "--format", "{{.Names}}"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return out.split()
+
+
+def remove_containers(run_id: str) -> None:
+    for name in containers(run_id):
+        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=False)
+
+
+def start_moto(workdir: Path) -> tuple[subprocess.Popen, Sandbox]:
+    """A moto server on a free loopback port, recording every request it serves."""
+    port = free_port()
+    recording = workdir / "moto-recording.jsonl"
+    env = dict(os.environ, **MOTO_STRICT, MOTO_ENABLE_RECORDING="True",
+               MOTO_RECORDER_FILEPATH=str(recording))
+    log = (workdir / "moto.log").open("w")
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"moto_server exited, see {workdir / 'moto.log'}") from None
+            time.sleep(0.1)
+    else:
+        raise RuntimeError(f"moto_server did not answer on {endpoint}")
+    return proc, Sandbox(endpoint=endpoint, workdir=workdir, recording=recording)
+
+
+def stop_moto(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def s3_snapshot(sandbox: Sandbox, bucket: str) -> dict[str, str]:
+    """Every current key of a bucket with its ETag ({} when there is no bucket)."""
+    s3 = sandbox.client("s3")
+    try:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+    except s3.exceptions.NoSuchBucket:
+        return {}
+
+
+def read_json(sandbox: Sandbox, bucket: str, key: str) -> dict:
+    body = sandbox.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    return json.loads(body)
+
+
+def recorded_requests(sandbox: Sandbox) -> Iterator[dict]:
+    """The requests the moto server recorded, one dict each (method, url, headers, body)."""
+    with sandbox.recording.open() as lines:
+        for line in lines:
+            yield json.loads(line)

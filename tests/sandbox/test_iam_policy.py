@@ -1,0 +1,52 @@
+"""The operator's IAM policy (iam/operator-policy.json) against the AWS calls the playbooks
+and roles make: every action they need is allowed, nothing by wildcard."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from iam_support import POLICY, actions_of, aws_calls, policy_actions
+
+
+def test_the_policy_is_valid_json_with_statements() -> None:
+    policy = json.loads(POLICY.read_text())
+    assert policy["Version"] == "2012-10-17"
+    assert policy["Statement"]
+    assert all(s["Effect"] == "Allow" for s in policy["Statement"])
+
+
+def test_the_policy_has_no_wildcard_action() -> None:
+    for statement in json.loads(POLICY.read_text())["Statement"]:
+        listed = statement["Action"]
+        for action in [listed] if isinstance(listed, str) else listed:
+            assert "*" not in action, statement["Sid"]
+        assert "NotAction" not in statement
+
+
+def test_the_policy_scopes_what_it_can() -> None:
+    """Only reads that AWS cannot scope get Resource "*"; every write is scoped."""
+    unscopable = {"ec2:Describe", "s3:ListAllMyBuckets"}
+    for statement in json.loads(POLICY.read_text())["Statement"]:
+        listed = statement["Action"]
+        actions = [listed] if isinstance(listed, str) else listed
+        if statement["Resource"] == "*":
+            assert all(a.startswith(tuple(unscopable)) for a in actions), statement["Sid"]
+
+
+def test_the_playbooks_call_aws_at_all() -> None:
+    """Guard: the enumeration finds the modules the release and the reaper use."""
+    modules = {call.module for call in aws_calls()}
+    assert {"ec2_instance", "ec2_key", "ec2_security_group", "s3_object", "s3_bucket",
+            "ssm_parameter_lookup"} <= modules
+
+
+@pytest.mark.parametrize("call", aws_calls(), ids=lambda c: f"{c.where}:{c.module}")
+def test_every_aws_call_of_the_playbooks_is_allowed(call) -> None:
+    missing = actions_of(call) - policy_actions()
+    assert not missing, f"{call.where}: amazon.aws.{call.module} needs {sorted(missing)}"
+
+
+def test_the_policy_allows_nothing_the_playbooks_do_not_call() -> None:
+    needed = set().union(*(actions_of(call) for call in aws_calls()))
+    assert policy_actions() - needed == set()

@@ -1,0 +1,210 @@
+"""Real releases on the sandbox platform: the AWS path (ec2_host, S3) against a moto
+server on 127.0.0.1, every instance backed by a container reached over real SSH.
+
+One release must pass; a failure injected at each stage must leave no instance, key pair,
+security group, container or key file of its run, and change nothing in S3. The failing
+releases run all at the same time: cheaper, and proof that concurrent runs keep apart.
+Last, every AWS call the moto server recorded from the playbooks must be in the IAM policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+from iam_support import actions_of, aws_calls, from_the_playbooks, policy_actions, recorded_action
+from sandbox_support import PROJECT, Run, Sandbox, read_json, recorded_requests, s3_snapshot
+
+pytestmark = pytest.mark.slow
+
+BUCKET = "r-lambda-releases"
+AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+NOTHING_LEFT = {"instances": [], "key_pairs": [], "security_groups": [], "containers": [],
+                "state": []}
+
+
+def changed(output: str, task: str) -> bool:
+    """Whether the named task reported a change (it created something)."""
+    return re.search(rf"TASK \[[^\]]*{re.escape(task)}[^\]]*\][^\n]*\n[^\n]*\n(changed|included)",
+                     output) is not None
+
+
+def run_instances(sandbox: Sandbox, run_id: str) -> list[dict]:
+    reservations = sandbox.client("ec2").describe_instances(
+        Filters=[{"Name": "tag:run_id", "Values": [run_id]}])["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
+
+
+@pytest.fixture(scope="module")
+def first_release(sandbox: Sandbox) -> Run:
+    run = sandbox.release(name="release")
+    sandbox.timings["release"] = run.seconds
+    return run.check()
+
+
+def test_release_publishes_a_package_verified_on_a_clean_host(
+    sandbox: Sandbox, first_release: Run
+) -> None:
+    latest = read_json(sandbox, BUCKET, "releases/latest.json")
+    manifest = read_json(sandbox, BUCKET, f"releases/{latest['version']}/manifest.json")
+    assert manifest["status"] == "verified"
+    assert manifest["platform"] == "sandbox"
+    assert manifest["tests"]["failed"] == 0 and manifest["tests"]["passed"] >= 6
+    assert set(manifest["phase_seconds"]) == {"plan", "build", "publish", "test", "promote"}
+    sandbox.timings["release_phase_seconds"] = manifest["phase_seconds"]
+    body = sandbox.client("s3").get_object(Bucket=BUCKET, Key=manifest["zip"]["key"])["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == manifest["zip"]["sha256"]
+    assert sorted(s3_snapshot(sandbox, BUCKET)) == sorted(
+        [f"releases/{latest['version']}/{name}"
+         for name in ("admission.zip", "admission.rds", "manifest.json", "package-test.xml")]
+        + ["releases/latest.json"])
+
+
+def test_manifest_records_the_ami_and_the_image_behind_it(
+    sandbox: Sandbox, first_release: Run
+) -> None:
+    ami = sandbox.client("ssm").get_parameter(Name=AL2023_PARAMETER)["Parameter"]["Value"]
+    latest = read_json(sandbox, BUCKET, "releases/latest.json")
+    manifest = read_json(sandbox, BUCKET, f"releases/{latest['version']}/manifest.json")
+    assert manifest["build_image"].startswith(f"{ami} (al2023-ami-")
+    assert "sandbox image localhost/r-lambda-sandbox:bookworm-" in manifest["build_image"]
+    assert latest["build_image"] == manifest["build_image"]
+
+
+def test_instances_were_launched_as_on_aws_and_terminated(
+    sandbox: Sandbox, first_release: Run
+) -> None:
+    instances = run_instances(sandbox, first_release.run_id)
+    by_purpose = {
+        next(t["Value"] for t in i["Tags"] if t["Key"] == "purpose"): i for i in instances}
+    assert set(by_purpose) == {"build", "test"} and len(instances) == 2
+    assert by_purpose["build"]["InstanceType"] == "t2.medium"
+    assert by_purpose["test"]["InstanceType"] == "t2.micro"
+    for instance in instances:
+        tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+        assert tags["project"] == PROJECT and tags["run_id"] == first_release.run_id
+        assert tags["Name"] == f"{PROJECT}-{first_release.run_id}-{tags['purpose']}"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", tags["created_at"])
+        assert instance["MetadataOptions"]["HttpTokens"] == "required"
+        assert instance["KeyName"] == f"{PROJECT}-{first_release.run_id}"
+        assert instance["State"]["Name"] == "terminated"
+    # The hosts were managed over SSH under the names ec2_host gave them.
+    assert f"ok: [{PROJECT}-{first_release.run_id}-build]" in first_release.output
+    assert f"ok: [{PROJECT}-{first_release.run_id}-test]" in first_release.output
+
+
+def test_release_leaves_nothing_behind(sandbox: Sandbox, first_release: Run) -> None:
+    assert sandbox.leftovers(first_release) == NOTHING_LEFT
+
+
+FAILING_CHECK = (
+    "import unittest\n\n\nclass Injected(unittest.TestCase):\n"
+    "    def test_fails(self):\n        self.fail('injected failure')\n"
+)
+
+# stage: (extra vars, the play's message, a message naming the cause).
+FAILURES = {
+    "ami-lookup": (
+        ["-e", "ec2_host_ami_ssm_parameter=/r-lambda/no-such-parameter",
+         "-e", "ec2_host_ami_name_pattern=no-such-image-*"],
+        "Planning failed", "No AMI for image family al2023"),
+    "launch": (
+        ["-e", '{"ec2_host_instance_types": {"build": "t2.no-such-type", "test": "t2.micro"}}'],
+        "Planning failed", "t2.no-such-type"),
+    "ssh-wait": (
+        ["-e", "sandbox_hosts_start=false", "-e", "ec2_host_ssh_timeout=5"],
+        "Planning failed", "did not answer within 5 s"),
+    "r-install": (
+        ["-e", '{"r_runtime_extra_packages": ["r-lambda-no-such-package"]}'],
+        "The build failed", "r-lambda-no-such-package"),
+    "package-gates": (
+        ["-e", "lambda_package_max_zip_bytes=1000"],
+        "The build failed", "package too large"),
+    "upload": (
+        ["-e", "release_bucket=Refused_Bucket"],
+        "Publishing failed", "invalid character(s) found in the bucket name"),
+    "clean-host-test": (
+        [],  # plus a failing packaged check, see failed_releases
+        "The clean-host test failed", "injected failure"),
+}
+
+
+@pytest.fixture(scope="module")
+def failed_releases(sandbox: Sandbox, first_release: Run) -> dict[str, tuple[Run, dict[str, str]]]:
+    """One release per stage with a failure injected there, all at the same time (they
+    share the moto server and the machine, as concurrent releases would), after the first
+    release published a latest.json they must leave alone."""
+    check = sandbox.workdir / "test_zz_injected.py"
+    check.write_text(FAILING_CHECK)
+    injected = {"clean-host-test": ["-e", f'{{"lambda_package_extra_files": ["{check}"]}}']}
+    before = s3_snapshot(sandbox, BUCKET)
+    pending = {
+        stage: sandbox.start_release(
+            "-e", "release_force=true", "-e", f"release_version=sbx-fail-{stage}",
+            *extra, *injected.get(stage, []), name=f"fail-{stage}")
+        for stage, (extra, _, _) in FAILURES.items()
+    }
+    runs = {stage: job.wait() for stage, job in pending.items()}
+    for stage, run in runs.items():
+        sandbox.timings[f"fail-{stage}"] = run.seconds
+    return {stage: (run, before) for stage, run in runs.items()}
+
+
+@pytest.mark.parametrize("stage", list(FAILURES))
+def test_a_failed_stage_leaves_nothing_behind_and_publishes_nothing(
+    sandbox: Sandbox, failed_releases: dict[str, tuple[Run, dict[str, str]]], stage: str
+) -> None:
+    run, before = failed_releases[stage]
+    _, phase, cause = FAILURES[stage]
+
+    assert run.returncode != 0, f"the release passed, see {run.log}"
+    assert phase in run.output and cause in run.output, f"see {run.log}"
+    assert sandbox.leftovers(run) == NOTHING_LEFT
+    assert s3_snapshot(sandbox, BUCKET) == before
+    assert s3_snapshot(sandbox, "Refused_Bucket") == {}
+    instances = run_instances(sandbox, run.run_id)
+    if stage in ("ami-lookup", "launch"):
+        assert instances == []
+    else:  # both hosts were launched, and then terminated by the teardown
+        assert sorted(i["State"]["Name"] for i in instances) == ["terminated", "terminated"]
+    if stage != "ami-lookup":  # the run's key pair and security group existed, and are gone
+        assert changed(run.output, "security_group | Admit SSH from the operator's CIDR only")
+
+
+def test_the_sandbox_refuses_an_aws_endpoint_that_is_not_local(sandbox: Sandbox) -> None:
+    env = {k: v for k, v in sandbox.env.items() if k != "AWS_ENDPOINT_URL"}
+    run = sandbox.release(name="refuse-real-aws", env=env)
+    assert run.returncode != 0
+    assert "needs AWS_ENDPOINT_URL pointing at a moto server on the loopback" in run.output
+    assert sandbox.leftovers(run) == NOTHING_LEFT
+
+
+def test_the_aws_platform_will_not_launch_without_the_operator_cidr(
+    sandbox: Sandbox, first_release: Run
+) -> None:
+    """The production inventory and task files (s3-aws, hosts-aws, teardown-aws) against
+    moto: with no ec2_host_operator_cidr nothing is launched, and the message names it."""
+    before = s3_snapshot(sandbox, BUCKET)
+    run = sandbox.release("-e", "release_force=true", "-e", "release_version=sbx-aws-no-cidr",
+                          name="aws-no-operator-cidr", inventory="inventory/aws")
+    assert run.returncode != 0
+    assert "ec2_host_operator_cidr is required" in run.output
+    assert "teardown-aws | Terminate the run's instances" in run.output
+    assert sandbox.leftovers(run) == NOTHING_LEFT
+    assert run_instances(sandbox, run.run_id) == []
+    assert s3_snapshot(sandbox, BUCKET) == before
+
+
+def test_every_aws_call_the_playbooks_made_is_in_the_iam_policy(
+    sandbox: Sandbox, first_release: Run, failed_releases: dict
+) -> None:
+    """What moto saw from the amazon.aws modules (and the test host's signed download) in
+    this session: the release, every failure path, the reaper, the collision test."""
+    made = {recorded_action(r) for r in recorded_requests(sandbox) if from_the_playbooks(r)}
+    made.discard(None)
+    assert {"ec2:RunInstances", "ec2:TerminateInstances", "s3:PutObject", "ssm:GetParameter"} \
+        <= made
+    assert made - policy_actions() == set()
+    # The static map of test_iam_policy.py predicted every one of them.
+    assert made - set().union(*(actions_of(call) for call in aws_calls())) == set()
