@@ -8,7 +8,8 @@ cd "$here"
 
 log() { printf '\033[1mbootstrap:\033[0m %s\n' "$*"; }
 
-apt_packages=(podman runc debootstrap r-base-core r-base-dev python3-venv zip unzip make systemd)
+# catatonit: the init that `podman run --init` needs (only a recommendation of podman).
+apt_packages=(podman runc catatonit debootstrap r-base-core r-base-dev python3-venv zip unzip make openssh-client)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
