@@ -11,6 +11,16 @@ REPO = Path(__file__).resolve().parents[2]
 HANDLER_DIR = REPO / "handler"
 TRAIN_R = HANDLER_DIR / "model" / "train.R"
 TRAINING_CSV = HANDLER_DIR / "model" / "binary.csv"
+
+# The published glm (UCLA admissions), rounded to six decimals as published.
+PUBLISHED_COEFFICIENTS = {
+    "(Intercept)": -3.989979,
+    "gre": 0.002264,
+    "gpa": 0.804038,
+    "rank2": -0.675443,
+    "rank3": -1.340204,
+    "rank4": -1.551464,
+}
 VENV_BIN = Path(sys.executable).parent
 
 if str(HANDLER_DIR) not in sys.path:

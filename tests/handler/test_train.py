@@ -4,16 +4,14 @@ import re
 from pathlib import Path
 
 import pytest
-from handler_support import TRAINING_CSV, TrainedModel, r_eval, r_string, run_train
-
-PUBLISHED_COEFFICIENTS = {
-    "(Intercept)": -3.989979,
-    "gre": 0.002264,
-    "gpa": 0.804038,
-    "rank2": -0.675443,
-    "rank3": -1.340204,
-    "rank4": -1.551464,
-}
+from handler_support import (
+    PUBLISHED_COEFFICIENTS,
+    TRAINING_CSV,
+    TrainedModel,
+    r_eval,
+    r_string,
+    run_train,
+)
 
 
 def _predict(model: Path, newdata: str) -> list[float]:
