@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "iam" / "operator-policy.json"
 # What the operator runs: the playbooks and every role they can reach.
 SOURCES = ["playbooks", "roles"]
+# Collections whose modules call AWS (community.aws: the AMI watch's SNS notifier).
+AWS_COLLECTIONS = ("amazon.aws.", "community.aws.")
 TASK_BLOCK_KEYS = ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers")
 
 # Bucket reads s3_bucket makes whatever options it gets (a denied read of an option it was
@@ -130,7 +132,10 @@ def _module_actions(call: Call) -> set[str]:
         return S3_OBJECT_BASE | S3_OBJECT_MODES[str(call.arg("mode"))]
     if name == "s3_object_info":
         return {"s3:ListBucket", "s3:GetObject"}  # HeadBucket, HeadObject, GetObject
-    raise KeyError(f"{call.where}: no IAM actions known for amazon.aws.{name}; add it here")
+    if name == "sns":
+        # Publish to the topic given by ARN (a bare topic name would be looked up first).
+        return {"sns:Publish"}
+    raise KeyError(f"{call.where}: no IAM actions known for the AWS module {name}; add it here")
 
 
 def actions_of(call: Call) -> set[str]:
@@ -149,7 +154,8 @@ def _tasks(node: object) -> Iterator[dict]:
 
 
 def aws_calls() -> list[Call]:
-    """Every amazon.aws module task, and every ssm_parameter lookup, of the playbooks and roles."""
+    """Every AWS module task (amazon.aws, community.aws), and every ssm_parameter lookup,
+    of the playbooks and roles."""
     calls = []
     for top in SOURCES:
         for path in sorted((REPO / top).rglob("*.yml")):
@@ -161,11 +167,11 @@ def aws_calls() -> list[Call]:
                 calls.append(Call("ssm_parameter_lookup", (), where))
             for task in _tasks(yaml.safe_load(text) or []):
                 for key, value in task.items():
-                    if not key.startswith("amazon.aws.") or key == "amazon.aws.aws":
+                    if not key.startswith(AWS_COLLECTIONS) or key == "amazon.aws.aws":
                         continue
                     args = value if isinstance(value, dict) else {}
                     calls.append(Call(
-                        key.removeprefix("amazon.aws."),
+                        key.split(".", 2)[2],
                         tuple(sorted((k, v if isinstance(v, str) else json.dumps(v, default=str))
                                      for k, v in args.items())),
                         where,
@@ -220,12 +226,12 @@ def recorded_action(request: dict) -> str | None:
         return f"{service.removeprefix('Amazon').lower()}:{operation}"
     scope = headers.get("authorization", "") + " ".join(query.get("X-Amz-Credential", []))
     service = re.search(r"/[a-z0-9-]+/([a-z0-9]+)/aws4_request", scope)
-    if service and service.group(1) in ("ec2", "sts"):
+    if service and service.group(1) in ("ec2", "sts", "sns"):
         body = request.get("body") or ""
         if request.get("body_encoded"):
             body = base64.b64decode(body).decode()
         action = parse_qs(body).get("Action", [""])[0]
-        return None if service.group(1) == "sts" else f"ec2:{action}"
+        return None if service.group(1) == "sts" else f"{service.group(1)}:{action}"
     # S3, path style: /<bucket>[/<key>]
     parts = url.path.lstrip("/").split("/", 1)
     method = request["method"]
