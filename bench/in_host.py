@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Measure one unzipped package inside a clean host (standard library only).
 
-    python3 in_host.py TASK_ROOT [TASK_ROOT ...] [--starts 5] [--calls 1000] [--batch-size 1000]
+    python3 in_host.py TASK_ROOT[:MODULE] [...] [--starts 5] [--calls 1000] [--batch-size 1000]
 
 Prints one JSON object, by task root:
 - cold_start_s: median and max wall time from spawning a fresh Python process to its
   first prediction (import handler, start R, read the model, predict), --starts times;
   the roots take turns, so a change of load on the machine hits them alike;
 - the warm figures of bench_predict.py (single-call median of --calls, batch median).
+MODULE (default handler) is the handler module measured in that root.
 Environment as Lambda sets it: task root on PYTHONPATH, its lib/ on LD_LIBRARY_PATH.
 """
 
@@ -22,13 +23,15 @@ import sys
 import time
 
 FIRST_PREDICTION = (
-    "import handler; p = handler.admit_probability(800, 4, 1); print(p, flush=True)"
+    "import importlib, os; handler = importlib.import_module(os.environ['BENCH_HANDLER']); "
+    "print(handler.admit_probability(800, 4, 1), flush=True)"
 )
 
 
-def lambda_env(root: str) -> dict:
+def lambda_env(root: str, module: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("R_", "PYTHON"))}
     env.update(
+        BENCH_HANDLER=module,
         LAMBDA_TASK_ROOT=root,
         PYTHONPATH=root,
         LD_LIBRARY_PATH=os.path.join(root, "lib"),
@@ -37,11 +40,18 @@ def lambda_env(root: str) -> dict:
     return env
 
 
-def cold_start(root: str) -> float:
+def split(spec: str) -> tuple[str, str]:
+    """TASK_ROOT[:MODULE] -> (root, module)."""
+    root, _, module = spec.partition(":")
+    return root, module or "handler"
+
+
+def cold_start(spec: str) -> float:
+    root, module = split(spec)
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", FIRST_PREDICTION],
-        cwd=root, env=lambda_env(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=root, env=lambda_env(root, module), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )
     line = proc.stdout.readline()
@@ -52,11 +62,12 @@ def cold_start(root: str) -> float:
     return elapsed
 
 
-def warm(root: str, calls: int, batch_size: int) -> dict:
+def warm(spec: str, calls: int, batch_size: int) -> dict:
+    root, module = split(spec)
     bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_predict.py")
     out = subprocess.run(
         [sys.executable, bench, "--calls", str(calls), "--batch-size", str(batch_size)],
-        cwd=root, env=lambda_env(root), capture_output=True, text=True, check=False,
+        cwd=root, env=lambda_env(root, module), capture_output=True, text=True, check=False,
     )
     if out.returncode != 0:
         raise SystemExit(f"warm benchmark failed in {root}: {out.stderr.strip()[-2000:]}")

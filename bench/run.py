@@ -5,7 +5,8 @@ Runs, on the local platform:
 1. a cold release (no cached base image, wheels or R build) and a warm one (nothing
    changed), timing each and keeping the phase timings of the cold one;
 2. the baseline build (playbooks/bench_baseline.yml: no pruning, no stripping, whole
-   closure);
+   closure, and the 2017 handler, bench/handler_2017.py: rpy2.robjects, R's default
+   packages, predict() on a data frame);
 3. in one fresh clean container (no R, no network), both packages unzipped side by
    side: cold starts (fresh processes to first prediction) and warm latencies.
 Writes dist/bench.json and prints a table of each figure against its target. Figures
@@ -109,8 +110,9 @@ def zip_figures(path: Path, prefix: str) -> dict:
     }
 
 
-def measure_in_clean_host(packages: dict[str, Path]) -> dict[str, dict]:
-    """Unzip each package in one fresh container without R or network, and measure."""
+def measure_in_clean_host(packages: dict[str, tuple[Path, str]]) -> dict[str, dict]:
+    """Unzip each package (label -> zip, handler module) in one fresh container without R
+    or network, and measure."""
     images = sh("podman", "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPOSITORY)
     image = images.stdout.split()[0]
     name = f"r-lambda-bench-{os.getpid()}"
@@ -121,13 +123,14 @@ def measure_in_clean_host(packages: dict[str, Path]) -> dict[str, dict]:
         for path in (REPO / "bench" / "in_host.py", REPO / "handler" / "bench_predict.py"):
             sh("podman", "cp", str(path), f"{name}:/bench/{path.name}")
         roots = {label: f"/var/task-{label}" for label in packages}
-        for label, zip_path in packages.items():
+        specs = {label: f"{roots[label]}:{module}" for label, (_, module) in packages.items()}
+        for label, (zip_path, _) in packages.items():
             sh("podman", "cp", str(zip_path), f"{name}:/bench/{label}.zip")
             sh("podman", "exec", name, "unzip", "-q", f"/bench/{label}.zip", "-d", roots[label])
         log(f"measuring {', '.join(packages)} in the clean host, taking turns")
-        out = sh("podman", "exec", name, "python3", "/bench/in_host.py", *roots.values())
+        out = sh("podman", "exec", name, "python3", "/bench/in_host.py", *specs.values())
         measured = json.loads(out.stdout)
-        return {label: measured[root] for label, root in roots.items()}
+        return {label: measured[spec] for label, spec in specs.items()}
     finally:
         sh("podman", "rm", "-f", "-t", "0", name, check=False)
 
@@ -160,7 +163,9 @@ def main() -> int:
 
     figures.update(zip_figures(project_zip, ""))
     figures.update(zip_figures(baseline_zip, "baseline_"))
-    measured = measure_in_clean_host({"project": project_zip, "baseline": baseline_zip})
+    # Each package with its own handler: the baseline's is the 2017 one (bench/handler_2017.py).
+    measured = measure_in_clean_host({"project": (project_zip, "handler"),
+                                      "baseline": (baseline_zip, "handler_2017")})
     for prefix, label in (("", "project"), ("baseline_", "baseline")):
         m = measured[label]
         figures[f"{prefix}cold_start_s"] = m["cold_start_s"]

@@ -14,6 +14,7 @@ The model comes from the handler's usual source (MODEL_PATH, bundled, or S3).
 """
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -25,7 +26,9 @@ from typing import Any, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import handler  # found through the sys.path entry above
+# The module measured: the handler, or another with the same functions (BENCH_HANDLER, e.g.
+# the benchmark's 2017-style baseline handler).
+handler = importlib.import_module(os.environ.get("BENCH_HANDLER", "handler"))
 
 
 def _milliseconds(call: Callable[[], Any]) -> float:

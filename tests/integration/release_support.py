@@ -44,6 +44,11 @@ def s3_port_open() -> bool:
 
 def run_playbook(playbook: str, *extra: str, name: str) -> Run:
     """Run a playbook from the repository root and keep its output in dist/test-logs."""
+    return run_command([str(VENV_BIN / "ansible-playbook"), playbook, *extra], name=name)
+
+
+def run_command(argv: list[str], *, name: str, env: dict[str, str] | None = None) -> Run:
+    """Run a command from the repository root and keep its output in dist/test-logs."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = LOG_DIR / f"{name}.log"
     env = dict(
@@ -51,9 +56,10 @@ def run_playbook(playbook: str, *extra: str, name: str) -> Run:
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
         ANSIBLE_FORCE_COLOR="0",
         PATH=f"{VENV_BIN}:{os.environ['PATH']}",
+        **(env or {}),
     )
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), playbook, *extra],
+        argv,
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

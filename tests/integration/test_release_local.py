@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import subprocess
 import zipfile
@@ -16,7 +17,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from release_support import REPO, containers_left, keys, read_json, run_playbook, s3_client
+from release_support import (
+    REPO,
+    containers_left,
+    keys,
+    read_json,
+    run_command,
+    run_playbook,
+    s3_client,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +128,35 @@ def test_a_second_run_with_no_change_publishes_nothing(bucket: str, first_releas
     assert keys(client, bucket) == before
     assert read_json(client, bucket, "releases/latest.json") == latest_before
     assert "r-lambda-" + run_id_of(run.output) not in " ".join(containers_left())
+
+
+def test_ami_watch_sees_the_base_image_of_the_latest_release(
+    bucket: str, first_release: dict, tmp_path: Path
+) -> None:
+    """On the local platform the AMI is the base image: the watch finds the image the
+    release ran on, so it has nothing to rebuild and writes nothing to S3."""
+    client = s3_client()
+    before = keys(client, bucket)
+    latest = read_json(client, bucket, "releases/latest.json")
+    manifest = read_json(client, bucket, f"releases/{latest['version']}/manifest.json")
+    image_id = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", manifest["ami"]["name"]],
+        capture_output=True, text=True, check=True).stdout.strip()
+
+    run = run_command(
+        [str(REPO / "scripts" / "ami-watch"), "-e", f"release_bucket={bucket}",
+         "-e", f"ami_watch_report_dir={tmp_path}"],
+        name="ami-watch-local", env={"AMI_WATCH_STATE_DIR": str(tmp_path / "watch")},
+    ).check()
+
+    decision = json.loads((tmp_path / "ami_watch.json").read_text())
+    assert manifest["ami"]["id"] == image_id
+    assert decision["current_ami"] == decision["released_ami"] == image_id
+    assert decision["current_ami_source"] == "local base image"
+    assert decision["rebuild"] is False and decision["outcome"] == "not_needed"
+    assert decision["released_version"] == latest["version"]
+    assert "lock taken" in run.output
+    assert keys(client, bucket) == before
 
 
 # A failing gate is covered by the Molecule scenario of lambda_package (role level) and

@@ -138,17 +138,23 @@ class Sandbox:
     def start(self, playbook: str, *extra: str, name: str, env: dict[str, str] | None = None,
               inventory: str = "inventory/sandbox") -> Pending:
         """Start a playbook from the repository root; its output goes to dist/test-logs."""
+        return self.start_command([str(VENV_BIN / "ansible-playbook"), playbook, "-i", inventory,
+                                   *extra], log_name=name, state_name=name, env=env)
+
+    def start_command(self, argv: list[str], *, log_name: str, state_name: str,
+                      env: dict[str, str] | None = None) -> Pending:
+        """Start a command from the repository root; its output goes to dist/test-logs."""
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         proc = subprocess.Popen(
-            [str(VENV_BIN / "ansible-playbook"), playbook, "-i", inventory, *extra],
+            argv,
             cwd=REPO,
             env=self.env if env is None else env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        return Pending(proc, LOG_DIR / f"sandbox-{name}.log", time.monotonic(),
-                       self.workdir / name / "state", self)
+        return Pending(proc, LOG_DIR / f"sandbox-{log_name}.log", time.monotonic(),
+                       self.workdir / state_name / "state", self)
 
     def playbook(self, playbook: str, *extra: str, name: str,
                  env: dict[str, str] | None = None) -> Run:
