@@ -113,8 +113,8 @@ def zip_figures(path: Path, prefix: str) -> dict:
 def measure_in_clean_host(packages: dict[str, tuple[Path, str]]) -> dict[str, dict]:
     """Unzip each package (label -> zip, handler module) in one fresh container without R
     or network, and measure."""
-    images = sh("podman", "images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPOSITORY)
-    image = images.stdout.split()[0]
+    # The release's own test-host image (another suite's image may be present too).
+    image = json.loads((DIST / "release.json").read_text())["ami"]["name"]
     name = f"r-lambda-bench-{os.getpid()}"
     sh("podman", "run", "-d", "--init", "--network", "none", "--name", name,
        "--label", f"r-lambda.run_id={name}", image, "sleep", "infinity")
