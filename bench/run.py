@@ -23,14 +23,18 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "dist"
 BIN = Path(sys.executable).parent
 IMAGE_REPOSITORY = "localhost/r-lambda-base"
+PKGTOOL = REPO / "roles" / "lambda_package" / "files" / "lambda_pkgtool.py"
 MB = 1024 * 1024
 
 # name -> (target description, check(value, figures) -> bool)
@@ -110,6 +114,27 @@ def zip_figures(path: Path, prefix: str) -> dict:
     }
 
 
+def split_figures(path: Path) -> dict:
+    """The optional layer split of the project's package (lambda_package_layer): the same
+    tree as lambda_pkgtool.py splits it, so a model update's size is known."""
+    defaults = yaml.safe_load((REPO / "roles/lambda_package/defaults/main.yml").read_text())
+    function = [*defaults["lambda_package_handler_files"], "admission.rds"]
+    with tempfile.TemporaryDirectory(prefix="bench-split-") as tmp:
+        root, out = Path(tmp) / "root", Path(tmp)
+        with zipfile.ZipFile(path) as archive:
+            archive.extractall(root)
+        made = json.loads(sh(sys.executable, str(PKGTOOL), "split", "--root", str(root),
+                             "--layer-out", str(out / "layer.zip"),
+                             "--function-out", str(out / "function.zip"),
+                             "--function", *function).stdout)
+    return {
+        "layer_zip_bytes": made["layer"]["zip_bytes"],
+        "layer_unzipped_bytes": made["layer"]["unzipped_bytes"],
+        "function_zip_bytes": made["function"]["zip_bytes"],
+        "function_unzipped_bytes": made["function"]["unzipped_bytes"],
+    }
+
+
 def measure_in_clean_host(packages: dict[str, tuple[Path, str]]) -> dict[str, dict]:
     """Unzip each package (label -> zip, handler module) in one fresh container without R
     or network, and measure."""
@@ -163,6 +188,7 @@ def main() -> int:
 
     figures.update(zip_figures(project_zip, ""))
     figures.update(zip_figures(baseline_zip, "baseline_"))
+    figures.update(split_figures(project_zip))
     # Each package with its own handler: the baseline's is the 2017 one (bench/handler_2017.py).
     measured = measure_in_clean_host({"project": (project_zip, "handler"),
                                       "baseline": (baseline_zip, "handler_2017")})

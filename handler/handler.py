@@ -34,6 +34,8 @@ from typing import Any, Optional
 
 HANDLER_DIR = os.path.dirname(os.path.abspath(__file__))
 PACKAGED_R_HOME = os.path.join(HANDLER_DIR, "R")
+# Where R is when it ships in a Lambda layer (layers are unpacked under /opt).
+LAYER_R_HOME = "/opt/R"
 BUNDLED_MODEL = os.path.join(HANDLER_DIR, "admission.rds")
 DEFAULT_MODEL_BUCKET = "serverless-poc-models"
 DEFAULT_MODEL_KEY = "admission.rds"
@@ -262,10 +264,19 @@ _rinterface: Any = None
 _model: Optional["_Model"] = None
 
 
+def packaged_r_home() -> Optional[str]:
+    """The R shipped with this function: next to this file (one zip), else in a layer."""
+    for candidate in (PACKAGED_R_HOME, LAYER_R_HOME):
+        if os.path.isdir(candidate):
+            return candidate
+    return None
+
+
 def _use_packaged_r_home() -> None:
-    """Point R_HOME at the R bundled next to this file, unless R_HOME is already set."""
-    if not os.environ.get("R_HOME") and os.path.isdir(PACKAGED_R_HOME):
-        os.environ["R_HOME"] = PACKAGED_R_HOME
+    """Point R_HOME at the packaged R (see packaged_r_home), unless R_HOME is already set."""
+    packaged = packaged_r_home()
+    if not os.environ.get("R_HOME") and packaged:
+        os.environ["R_HOME"] = packaged
 
 
 def _r_lib_dir_without_subprocess(r_home: str) -> str:
@@ -299,7 +310,7 @@ def _check_r_home(r_home: Optional[str]) -> None:
     if not r_home or not os.path.isdir(base):
         raise ModelUnavailable(
             f"R_HOME={r_home!r} is not an R installation ({base} is missing); "
-            f"bundle R in {PACKAGED_R_HOME} or set R_HOME"
+            f"bundle R in {PACKAGED_R_HOME} (or a layer's {LAYER_R_HOME}) or set R_HOME"
         )
 
 

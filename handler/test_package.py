@@ -110,7 +110,7 @@ class PackageTest(unittest.TestCase):
             self.assertTrue(under, f"libR.so {real} is not under {root}")
 
     def test_r_starts_without_running_r_or_rscript(self) -> None:
-        if not (os.environ.get("R_HOME") or os.path.isdir(handler.PACKAGED_R_HOME)):
+        if not (os.environ.get("R_HOME") or handler.packaged_r_home()):
             self.skipTest("neither R_HOME nor a packaged R/ is set: rpy2 would ask `R RHOME`")
         child = textwrap.dedent(
             """

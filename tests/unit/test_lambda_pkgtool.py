@@ -633,6 +633,97 @@ def test_zip_fails_on_a_dangling_symlink_and_leaves_no_file(tmp_path: Path) -> N
     assert not out.with_name("pkg.zip.tmp").exists()
 
 
+# --------------------------------------------------------------------------- split
+
+
+def package_tree(root: Path) -> None:
+    """A one-zip package: handler, model and check at the root with their bytecode, R/, lib/,
+    Python modules, a dist-info and a top-level extension module."""
+    files = {
+        "handler.py": b"import rpy2\n",
+        "admission.rds": b"RDS",
+        "test_handler.py": b"import handler\n",
+        "__pycache__/handler.cpython-311.pyc": b"pyc-handler",
+        "__pycache__/test_handler.cpython-311.pyc": b"pyc-test",
+        "__pycache__/_cffi_glue.cpython-311.pyc": b"pyc-glue",
+        "_cffi_glue.py": b"glue\n",
+        "_cffi_backend.cpython-311-x86_64-linux-gnu.so": b"\x7fELF-ish",
+        "rpy2/__init__.py": b"",
+        "rpy2/__pycache__/__init__.cpython-311.pyc": b"pyc-rpy2",
+        "rpy2-3.5.17.dist-info/METADATA": b"Name: rpy2\n",
+        "R/lib/libR.so": b"libR",
+        "R/library/base/DESCRIPTION": b"Package: base\n",
+        "lib/libgfortran.so.5": b"gfortran",
+    }
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+
+def zip_names(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        return archive.namelist()
+
+
+def test_split_puts_the_function_files_in_one_zip_and_the_runtime_in_a_layer(
+    tmp_path: Path,
+) -> None:
+    root, out = tmp_path / "root", tmp_path / "out"
+    package_tree(root)
+    out.mkdir()
+    run = run_tool("split", "--root", root, "--function", "handler.py", "admission.rds",
+                   "test_handler.py", "--layer-out", out / "layer.zip",
+                   "--function-out", out / "function.zip")
+    assert run.code == 0, run.err
+    assert zip_names(out / "function.zip") == [
+        "__pycache__/handler.cpython-311.pyc", "__pycache__/test_handler.cpython-311.pyc",
+        "admission.rds", "handler.py", "test_handler.py"]
+    assert zip_names(out / "layer.zip") == [
+        "R/lib/libR.so", "R/library/base/DESCRIPTION", "lib/libgfortran.so.5",
+        "python/__pycache__/_cffi_glue.cpython-311.pyc",
+        "python/_cffi_backend.cpython-311-x86_64-linux-gnu.so", "python/_cffi_glue.py",
+        "python/rpy2-3.5.17.dist-info/METADATA", "python/rpy2/__init__.py",
+        "python/rpy2/__pycache__/__init__.cpython-311.pyc"]
+    for part in ("layer", "function"):
+        described = run.out[part]
+        path = out / f"{part}.zip"
+        assert described["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert described["zip_bytes"] == path.stat().st_size
+        assert described["file_count"] == len(zip_names(path))
+    # Together they carry exactly the one-zip package's bytes.
+    assert run.out["layer"]["unzipped_bytes"] + run.out["function"]["unzipped_bytes"] == sum(
+        p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def test_split_is_deterministic_and_a_model_change_leaves_the_layer_identical(
+    tmp_path: Path,
+) -> None:
+    runs = []
+    for name, model in (("first", b"RDS"), ("second", b"RDS, retrained")):
+        root, out = tmp_path / name / "root", tmp_path / name / "out"
+        package_tree(root)
+        (root / "admission.rds").write_bytes(model)
+        out.mkdir()
+        runs.append(run_tool("split", "--root", root, "--function", "handler.py",
+                             "admission.rds", "--layer-out", out / "layer.zip",
+                             "--function-out", out / "function.zip"))
+    first, second = runs
+    assert first.out["layer"]["sha256"] == second.out["layer"]["sha256"]
+    assert first.out["function"]["sha256"] != second.out["function"]["sha256"]
+
+
+def test_split_refuses_a_function_file_that_is_not_there(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    package_tree(root)
+    run = run_tool("split", "--root", root, "--function", "handler.py", "model.rds",
+                   "--layer-out", tmp_path / "layer.zip", "--function-out", tmp_path / "f.zip")
+    assert run.code == 2
+    assert error_line(run) == ("lambda_pkgtool: error: --function names files that are not "
+                               "at the package root: model.rds")
+    assert not (tmp_path / "layer.zip").exists() and not (tmp_path / "f.zip").exists()
+
+
 # --------------------------------------------------------------------------- sizes
 
 

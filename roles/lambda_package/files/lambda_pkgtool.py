@@ -41,6 +41,13 @@ logs progress to stderr):
       renamed. The same tree gives the same sha256 whatever the mtimes, the umask and the
       directory listing order (for a given zlib).
 
+  split --root DIR --function NAME [NAME ...] --layer-out FILE --function-out FILE [--level 9]
+      The same tree as two deterministic zips (as zip writes them) for a Lambda layer and a
+      function: the function zip holds the named top-level files and their __pycache__
+      bytecode; the layer zip holds the rest, R/ and lib/ as they are and every other entry
+      under python/ (Lambda unpacks layers under /opt, puts /opt/python on sys.path and
+      /opt/lib on the library path). A --function name missing from DIR is an error.
+
   sizes --zip FILE [--max-zip-bytes N] [--max-unzipped-bytes M]
       Read the central directory and gate on Lambda's limits (defaults: 50 MB zipped for a
       direct upload, 250 MB unzipped; MB as AWS counts them, 2**20 bytes). Exit 5 if over.
@@ -797,6 +804,76 @@ def cmd_zip(args: argparse.Namespace) -> dict[str, Any]:
     return output
 
 
+# --------------------------------------------------------------------------- split
+
+# Top-level folders a Lambda layer keeps as they are; everything else Python imports goes
+# under python/ (Lambda puts /opt/python on sys.path and /opt/lib on the library path).
+LAYER_KEEP = ("R", "lib")
+
+
+def split_entries(
+    entries: list[tuple[str, Path]], function_files: list[str]
+) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
+    """(layer entries, function entries) of a one-zip package's entries.
+
+    The function gets the named top-level files and their cached bytecode
+    (__pycache__/<stem>.*.pyc); the layer gets the rest, R/ and lib/ as they are and the
+    Python modules under python/.
+    """
+    names = set(function_files)
+    stems = {name[:-3] for name in names if name.endswith(".py")}
+    missing = sorted(names - {arcname for arcname, _ in entries})
+    if missing:
+        raise ToolError(f"--function names files that are not at the package root: "
+                        f"{', '.join(missing)}")
+    layer: list[tuple[str, Path]] = []
+    function: list[tuple[str, Path]] = []
+    for arcname, path in entries:
+        top, _, rest = arcname.partition("/")
+        if arcname in names or (top == "__pycache__" and rest.split(".", 1)[0] in stems
+                                and "/" not in rest):
+            function.append((arcname, path))
+        elif top in LAYER_KEEP and rest:
+            layer.append((arcname, path))
+        else:
+            layer.append((f"python/{arcname}", path))
+    layer.sort(key=lambda entry: entry[0])
+    return layer, function
+
+
+def zip_to(out: Path, entries: list[tuple[str, Path]], level: int) -> dict[str, Any]:
+    """Write entries to out through a temporary file; describe the zip."""
+    tmp = out.with_name(f"{out.name}.tmp")
+    try:
+        count, unzipped = write_zip(entries, tmp, level)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"path": str(out), "sha256": sha256_of(out), "zip_bytes": out.stat().st_size,
+            "unzipped_bytes": unzipped, "file_count": count}
+
+
+def cmd_split(args: argparse.Namespace) -> dict[str, Any]:
+    root = require_dir(args.root, "--root")
+    if not 0 <= args.level <= 9:
+        raise ToolError(f"--level {args.level} is not between 0 and 9")
+    outs = {"layer": Path(os.path.abspath(args.layer_out)),
+            "function": Path(os.path.abspath(args.function_out))}
+    for flag, out in (("--layer-out", outs["layer"]), ("--function-out", outs["function"])):
+        if not out.parent.is_dir():
+            raise ToolError(f"{flag} folder {out.parent} does not exist")
+    skip = {os.path.realpath(p) for out in outs.values()
+            for p in (out, out.with_name(f"{out.name}.tmp"))}
+    layer, function = split_entries(zip_entries(root, skip), args.function)
+    output = {"layer": zip_to(outs["layer"], layer, args.level),
+              "function": zip_to(outs["function"], function, args.level)}
+    log(f"layer {output['layer']['zip_bytes']} bytes ({output['layer']['file_count']} files), "
+        f"function {output['function']['zip_bytes']} bytes "
+        f"({output['function']['file_count']} files)")
+    return output
+
+
 # --------------------------------------------------------------------------- sizes
 
 
@@ -962,6 +1039,18 @@ def add_zip(subparsers: Any) -> None:
     parser.set_defaults(handler=cmd_zip)
 
 
+def add_split(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "split", help="write a Lambda layer zip (R, lib, python/) and a function zip")
+    parser.add_argument("--root", type=Path, required=True, help="the one-zip package tree")
+    parser.add_argument("--function", action="extend", nargs="+", required=True,
+                        help="top-level files of the function zip (handler, model, checks)")
+    parser.add_argument("--layer-out", type=Path, required=True)
+    parser.add_argument("--function-out", type=Path, required=True)
+    parser.add_argument("--level", type=int, default=9, help="deflate level 0-9")
+    parser.set_defaults(handler=cmd_split)
+
+
 def add_sizes(subparsers: Any) -> None:
     parser = subparsers.add_parser("sizes", help="gate a zip on Lambda's size limits")
     parser.add_argument("--zip", type=Path, required=True)
@@ -982,7 +1071,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ToolArgumentParser(prog="lambda_pkgtool.py", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     adders: list[Callable[[Any], None]] = [
-        add_elf_list, add_closure, add_glibc, add_zip, add_sizes, add_prune,
+        add_elf_list, add_closure, add_glibc, add_zip, add_split, add_sizes, add_prune,
     ]
     for add in adders:
         add(subparsers)
