@@ -4,9 +4,11 @@ every test (moto keeps everything in memory), started and stopped here."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # for --import-mode=im
 
 from sandbox_support import (
     LOG_DIR,
+    REPO,
     Sandbox,
     remove_containers,
     start_moto,
@@ -40,3 +43,16 @@ def sandbox() -> Iterator[Sandbox]:
         for run_id in box.runs:
             remove_containers(run_id)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def r_build_ready() -> None:
+    """With R_LAMBDA_WAIT_FOR_R_BUILD=<seconds> (make test-integration, which runs the local
+    suite alongside): wait for the R build the local suite makes to reach the controller's
+    cache, rather than compile the same R at the same time on a 2-core machine. Without a
+    cached build by then, the sandbox's release builds R itself."""
+    seconds = int(os.environ.get("R_LAMBDA_WAIT_FOR_R_BUILD", "0"))
+    cache = REPO / ".state" / "cache" / "r-source"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not any(cache.glob("*.tar.gz")):
+        time.sleep(5)

@@ -37,7 +37,7 @@ def run_instances(sandbox: Sandbox, run_id: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def first_release(sandbox: Sandbox) -> Run:
+def first_release(sandbox: Sandbox, r_build_ready: None) -> Run:
     run = sandbox.release(name="release")
     sandbox.timings["release"] = run.seconds
     return run.check()
