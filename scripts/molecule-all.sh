@@ -5,7 +5,8 @@
 #   scripts/molecule-all.sh r_runtime ...   only these, in the order given
 # First makes sure the podman scenarios' base image exists under its stable alias
 # (localhost/r-lambda-base:bookworm). lambda_package leaves .state/molecule/admission.zip
-# for package_test, so it runs first; package_test is skipped when it failed in this run.
+# for package_test, so it runs first (alongside the others when all run); package_test is
+# skipped when it failed in this run.
 # Exit status: 0 when every scenario passed, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,10 +40,46 @@ if [[ " ${scenarios[*]} " == *" lambda_package "* ]]; then
   rm -f .state/molecule/admission.zip
 fi
 
+# lambda_package, the longest scenario, shares nothing with the others but package_test
+# (no S3, its own container): with every scenario to run it runs alongside them, and
+# package_test after it. MOLECULE_SERIAL=1 runs all one after the other.
+background=""
+if [[ -z ${MOLECULE_SERIAL:-} && " ${scenarios[*]} " == *" lambda_package "* \
+      && " ${scenarios[*]} " == *" package_test "* ]]; then
+  background=lambda_package
+  rest=()
+  for name in "${scenarios[@]}"; do
+    [[ $name == lambda_package || $name == package_test ]] || rest+=("$name")
+  done
+  scenarios=(lambda_package "${rest[@]}" package_test)
+  mkdir -p dist/test-logs
+fi
+
 declare -A result=()
 passed=() failed=() skipped=()
 total_start=$SECONDS
+finish_background() {  # wait for the background scenario, show its output, record it
+  local status=0
+  wait "$background_pid" || status=$?
+  cat "dist/test-logs/molecule-$background.log"
+  result[$background]=$([[ $status -eq 0 ]] && echo passed || echo failed)
+  if [[ $status -eq 0 ]]; then passed+=("$background"); else failed+=("$background"); fi
+  log "$(printf '%-16s %-7s %4d s (alongside the others)' "$background" "${result[$background]}" \
+    $((SECONDS - background_start)))"
+  background=""
+}
+
 for name in "${scenarios[@]}"; do
+  if [[ $name == "$background" && -z ${background_pid:-} ]]; then
+    log "molecule test -s $name (alongside the next ones; output in dist/test-logs/molecule-$name.log)"
+    background_start=$SECONDS
+    molecule test -s "$name" >"dist/test-logs/molecule-$name.log" 2>&1 &
+    background_pid=$!
+    continue
+  fi
+  if [[ $name == package_test && -n $background ]]; then
+    finish_background
+  fi
   if [[ $name == package_test && ${result[lambda_package]:-} == failed ]]; then
     result[$name]=skipped
     skipped+=("$name")
@@ -61,6 +98,7 @@ for name in "${scenarios[@]}"; do
   log "$(printf '%-16s %-7s %4d s' "$name" "${result[$name]}" $((SECONDS - start)))"
 done
 
+[[ -n $background ]] && finish_background
 summary="${#scenarios[@]} scenarios in $((SECONDS - total_start)) s: ${#passed[@]} passed"
 ((${#failed[@]})) && summary+=", ${#failed[@]} failed (${failed[*]})"
 ((${#skipped[@]})) && summary+=", ${#skipped[@]} skipped (${skipped[*]})"
