@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+R_WAIT ?= 0
 
-.PHONY: help bootstrap release lint test test-unit test-integration molecule bench clean stop-s3
+.PHONY: help bootstrap release lint test test-unit test-integration test-sandbox test-platforms molecule bench clean stop-s3
 
 help:
 	@echo "make release   build, publish and verify a release on the local platform"
@@ -28,10 +29,21 @@ lint: bootstrap
 test-unit: bootstrap
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-# The local platform's and the sandbox's slow suites side by side (tests/conftest.py);
-# the sandbox waits up to 15 min for the local suite's R build rather than compile it too.
+# Releases on the local platform (SeaweedFS, podman).
 test-integration: bootstrap
-	R_LAMBDA_WAIT_FOR_R_BUILD=900 $(BIN)/pytest -m slow -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -m slow tests/integration $(PYTEST_ARGS)
+
+# Releases on the sandbox platform (moto, SSH containers). R_WAIT: seconds to wait for
+# another run's R build to reach the cache rather than compile the same R at once.
+test-sandbox: bootstrap
+	R_LAMBDA_WAIT_FOR_R_BUILD=$(R_WAIT) $(BIN)/pytest -m slow tests/sandbox $(PYTEST_ARGS)
+
+# Side by side: the local platform's releases then the Molecule scenarios (both use the
+# local S3, so one after the other), and the sandbox's releases (no local S3).
+test-platforms: bootstrap
+	@scripts/side-by-side \
+	  local "$(MAKE) --no-print-directory -k test-integration molecule" \
+	  sandbox "$(MAKE) --no-print-directory test-sandbox R_WAIT=900"
 
 molecule: bootstrap
 	scripts/molecule-all.sh
@@ -39,7 +51,7 @@ molecule: bootstrap
 bench: bootstrap
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-test: lint test-unit test-integration molecule
+test: lint test-unit test-platforms
 
 stop-s3: bootstrap
 	$(BIN)/ansible-playbook playbooks/local_s3.yml -e local_s3_state=absent

@@ -47,11 +47,11 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="session")
 def r_build_ready() -> None:
-    """With R_LAMBDA_WAIT_FOR_R_BUILD=<seconds> (make test-integration, which runs the local
-    suite alongside): wait for the R build the local suite makes to reach the controller's
+    """With R_LAMBDA_WAIT_FOR_R_BUILD=<seconds> (make test, which runs the local suite
+    alongside): wait for the R build the local suite makes to reach the controller's
     cache, rather than compile the same R at the same time on a 2-core machine. Without a
     cached build by then, the sandbox's release builds R itself."""
-    seconds = int(os.environ.get("R_LAMBDA_WAIT_FOR_R_BUILD", "0"))
+    seconds = int(os.environ.get("R_LAMBDA_WAIT_FOR_R_BUILD") or 0)
     cache = REPO / ".state" / "cache" / "r-source"
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not any(cache.glob("*.tar.gz")):
