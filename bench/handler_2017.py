@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 os.environ.setdefault("R_HOME", os.path.join(HERE, "R"))
+# R's JIT needs the compiler package, which the 2017 list of packages lacks: without this,
+# R stops with "unable to initialize the JIT" (the project's handler sets it too).
+os.environ.setdefault("R_ENABLE_JIT", "0")
 
 import rpy2.robjects as robjects  # noqa: E402  (R_HOME first, as in 2017)
 
