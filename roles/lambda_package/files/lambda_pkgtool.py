@@ -778,6 +778,19 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def zip_to(out: Path, entries: list[tuple[str, Path]], level: int) -> dict[str, Any]:
+    """Write entries to out through a temporary file; describe the zip."""
+    tmp = out.with_name(f"{out.name}.tmp")
+    try:
+        count, unzipped = write_zip(entries, tmp, level)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"path": str(out), "sha256": sha256_of(out), "zip_bytes": out.stat().st_size,
+            "unzipped_bytes": unzipped, "file_count": count}
+
+
 def cmd_zip(args: argparse.Namespace) -> dict[str, Any]:
     root = require_dir(args.root, "--root")
     if not 0 <= args.level <= 9:
@@ -787,20 +800,8 @@ def cmd_zip(args: argparse.Namespace) -> dict[str, Any]:
         raise ToolError(f"--out folder {out.parent} does not exist")
     tmp = out.with_name(f"{out.name}.tmp")
     entries = zip_entries(root, {os.path.realpath(out), os.path.realpath(tmp)})
-    try:
-        count, unzipped = write_zip(entries, tmp, args.level)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    output = {
-        "path": str(out),
-        "sha256": sha256_of(out),
-        "zip_bytes": out.stat().st_size,
-        "unzipped_bytes": unzipped,
-        "file_count": count,
-    }
-    log(f"wrote {out}: {count} files, {output['zip_bytes']} bytes")
+    output = zip_to(out, entries, args.level)
+    log(f"wrote {out}: {output['file_count']} files, {output['zip_bytes']} bytes")
     return output
 
 
@@ -839,19 +840,6 @@ def split_entries(
             layer.append((f"python/{arcname}", path))
     layer.sort(key=lambda entry: entry[0])
     return layer, function
-
-
-def zip_to(out: Path, entries: list[tuple[str, Path]], level: int) -> dict[str, Any]:
-    """Write entries to out through a temporary file; describe the zip."""
-    tmp = out.with_name(f"{out.name}.tmp")
-    try:
-        count, unzipped = write_zip(entries, tmp, level)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return {"path": str(out), "sha256": sha256_of(out), "zip_bytes": out.stat().st_size,
-            "unzipped_bytes": unzipped, "file_count": count}
 
 
 def cmd_split(args: argparse.Namespace) -> dict[str, Any]:
