@@ -35,9 +35,9 @@ log() { printf 'molecule-all: %s\n' "$*"; }
 log "making sure the base image localhost/r-lambda-base:bookworm exists"
 ansible-playbook molecule/base-image.yml
 
-# package_test must test the zip this run builds, never one an earlier run left.
+# package_test must test the zips this run builds, never ones an earlier run left.
 if [[ " ${scenarios[*]} " == *" lambda_package "* ]]; then
-  rm -f .state/molecule/admission.zip
+  rm -rf .state/molecule/admission.zip .state/molecule/layer-split
 fi
 
 # lambda_package, the longest scenario, shares nothing with the others but package_test

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -111,3 +112,16 @@ def containers_left() -> list[str]:
         check=True,
     ).stdout
     return out.split()
+
+
+def run_id_of(output: str) -> str:
+    match = re.search(r"\(run (r[0-9]+-[0-9a-f]+)\)", output)
+    assert match, "the release did not say its run id"
+    return match.group(1)
+
+
+def assert_no_hosts_left(output: str) -> None:
+    run_id = run_id_of(output)
+    assert not [name for name in containers_left() if run_id in name], (
+        f"containers of {run_id} remain"
+    )

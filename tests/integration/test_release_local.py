@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -19,10 +18,12 @@ import pytest
 import yaml
 from release_support import (
     REPO,
+    assert_no_hosts_left,
     containers_left,
     keys,
     read_json,
     run_command,
+    run_id_of,
     run_playbook,
     s3_client,
 )
@@ -35,19 +36,6 @@ EXPECTED_R_PACKAGES = set(
         "lambda_package_r_packages"
     ]
 )
-
-
-def run_id_of(output: str) -> str:
-    match = re.search(r"\(run (r[0-9]+-[0-9a-f]+)\)", output)
-    assert match, "the release did not say its run id"
-    return match.group(1)
-
-
-def assert_no_hosts_left(output: str) -> None:
-    run_id = run_id_of(output)
-    assert not [name for name in containers_left() if run_id in name], (
-        f"containers of {run_id} remain"
-    )
 
 
 @pytest.fixture(scope="module")

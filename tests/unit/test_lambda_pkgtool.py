@@ -601,6 +601,7 @@ def test_zip_entries_are_sorted_files_with_fixed_date_and_modes(tmp_path: Path) 
         "zip_bytes": out.stat().st_size,
         "unzipped_bytes": sum(len(c) for c, _ in TREE.values()) + len(TREE["R/lib/libR.so"][0]),
         "file_count": len(TREE) + 1,
+        "top_level": sorted({name.split("/")[0] for name in names}),
     }
 
 
@@ -691,6 +692,8 @@ def test_split_puts_the_function_files_in_one_zip_and_the_runtime_in_a_layer(
         assert described["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert described["zip_bytes"] == path.stat().st_size
         assert described["file_count"] == len(zip_names(path))
+        assert described["top_level"] == sorted({name.split("/")[0] for name in zip_names(path)})
+    assert run.out["layer"]["top_level"] == ["R", "lib", "python"]
     # Together they carry exactly the one-zip package's bytes.
     assert run.out["layer"]["unzipped_bytes"] + run.out["function"]["unzipped_bytes"] == sum(
         p.stat().st_size for p in root.rglob("*") if p.is_file())

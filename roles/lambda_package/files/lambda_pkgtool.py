@@ -787,8 +787,10 @@ def zip_to(out: Path, entries: list[tuple[str, Path]], level: int) -> dict[str, 
     finally:
         if tmp.exists():
             tmp.unlink()
+    # top_level: what unzipping creates at the destination (a test host clears just those).
     return {"path": str(out), "sha256": sha256_of(out), "zip_bytes": out.stat().st_size,
-            "unzipped_bytes": unzipped, "file_count": count}
+            "unzipped_bytes": unzipped, "file_count": count,
+            "top_level": sorted({arcname.split("/", 1)[0] for arcname, _ in entries})}
 
 
 def cmd_zip(args: argparse.Namespace) -> dict[str, Any]:
