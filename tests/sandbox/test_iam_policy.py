@@ -4,9 +4,11 @@ and roles make: every action they need is allowed, nothing by wildcard."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
-from iam_support import POLICY, actions_of, aws_calls, policy_actions
+import yaml
+from iam_support import POLICY, REPO, actions_of, aws_calls, policy_actions
 
 
 def test_the_policy_is_valid_json_with_statements() -> None:
@@ -50,3 +52,18 @@ def test_every_aws_call_of_the_playbooks_is_allowed(call) -> None:
 def test_the_policy_allows_nothing_the_playbooks_do_not_call() -> None:
     needed = set().union(*(actions_of(call) for call in aws_calls()))
     assert policy_actions() - needed == set()
+
+
+def test_every_key_prefix_the_roles_write_is_in_the_publish_statement() -> None:
+    """artifact_store writes under its default prefix (releases) and whatever prefix a
+    caller passes (the release's shared layers): each must be writable."""
+    default = yaml.safe_load((REPO / "roles/artifact_store/defaults/main.yml").read_text())
+    prefixes = {default["artifact_store_prefix"]}
+    for path in [*REPO.glob("roles/*/tasks/*.yml"), *REPO.glob("playbooks/*.yml")]:
+        prefixes |= set(re.findall(r"artifact_store_prefix: *([A-Za-z0-9._-]+)", path.read_text()))
+    statement = next(s for s in json.loads(POLICY.read_text())["Statement"]
+                     if s["Sid"] == "PublishAndRollBackReleases")
+    assert "s3:PutObject" in statement["Action"] and "s3:DeleteObject" in statement["Action"]
+    assert prefixes >= {"releases", "layers"}
+    for prefix in prefixes:
+        assert f"arn:aws:s3:::r-lambda-releases/{prefix}/*" in statement["Resource"], prefix
