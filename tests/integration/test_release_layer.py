@@ -150,6 +150,7 @@ def test_a_failed_layer_release_removes_its_new_layer_and_keeps_the_shared_one(
     )
 
     assert run.returncode != 0
+    assert "The clean-host test failed" in run.output
     assert "Uploaded the new layer" in run.output
     assert "injected failure" in run.output
     assert keys(client, layer_bucket) == before
