@@ -1,7 +1,9 @@
 """Checks of a deployment package on a clean host (stdlib only: python3 run_checks.py).
 
 EXPECT_LIBR_UNDER=DIR additionally checks that the libR.so this process maps after R
-starts lives under DIR (the package), not in a system R.
+starts lives under DIR (the package), not in a system R. EXPECT_PYTHON=X.Y checks the
+checks run on the target runtime's Python; EXPECT_READ_ONLY=DIR[:DIR...] that this process
+cannot write in those folders (Lambda's task root and /opt) but can write in /tmp.
 
 test_predictions_are_identical_to_r_predict proves, with the package's own R, that the
 handler's direct computation gives the very bits R's predict() gives.
@@ -108,6 +110,26 @@ class PackageTest(unittest.TestCase):
             real = os.path.realpath(path)
             under = os.path.commonpath([real, root]) == root
             self.assertTrue(under, f"libR.so {real} is not under {root}")
+
+    def test_runs_on_the_target_runtimes_python(self) -> None:
+        expected = os.environ.get("EXPECT_PYTHON")
+        if not expected:
+            self.skipTest("EXPECT_PYTHON is not set")
+        self.assertEqual(f"{sys.version_info[0]}.{sys.version_info[1]}", expected)
+
+    def test_only_tmp_is_writable_and_predictions_still_work(self) -> None:
+        folders = [f for f in os.environ.get("EXPECT_READ_ONLY", "").split(":") if f]
+        if not folders:
+            self.skipTest("EXPECT_READ_ONLY is not set")
+        handler.admit_probability(800, 4, 1)  # R and the model loaded with no write outside /tmp
+        for folder in folders:
+            probe_path = os.path.join(folder, ".write-probe")
+            refused = self.assertRaises(OSError, msg=f"{folder} is writable")
+            with self.subTest(folder=folder), refused:
+                open(probe_path, "w").close()
+        with open(os.path.join("/tmp", f".write-probe-{os.getpid()}"), "w") as probe:
+            probe.write("ok")
+        os.unlink(probe.name)
 
     def test_r_starts_without_running_r_or_rscript(self) -> None:
         if not (os.environ.get("R_HOME") or handler.packaged_r_home()):

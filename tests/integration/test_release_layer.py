@@ -75,9 +75,13 @@ def test_a_layer_release_publishes_a_shared_layer_and_a_small_function_zip(
     assert manifest["layout"] == "layer" and "zip" not in manifest
     assert manifest["tests"]["failed"] == 0 and manifest["tests"]["passed"] >= 6
     assert layer["reused"] is False
+    assert layer["compatible_runtimes"] == ["python3.13"]
+    runtime = manifest["tests"]["runtime_client"]
+    assert (runtime["passed"], runtime["failed"]) == (5, 0)
     assert keys(client, layer_bucket, f"releases/{version}/") == sorted(
         f"releases/{version}/{name}"
-        for name in ("function.zip", "admission.rds", "manifest.json", "package-test.xml")
+        for name in ("function.zip", "admission.rds", "manifest.json", "package-test.xml",
+                     "lambda-runtime.xml")
     )
     assert keys(client, layer_bucket, "layers/") == [
         f"layers/{layer['id']}/layer.zip",
@@ -97,6 +101,9 @@ def test_a_layer_release_publishes_a_shared_layer_and_a_small_function_zip(
     with zipfile.ZipFile(io.BytesIO(function_body)) as archive:
         function_names = archive.namelist()
     assert "lib/libR.so" in layer_names and "python/rpy2/__init__.py" in layer_names
+    # The target's Python parts, under python/ where Lambda puts a layer on sys.path.
+    assert any(n.startswith("python/_cffi_backend.cpython-313-") for n in layer_names)
+    assert any(n.startswith("python/_rinterface_cffi_api.abi3") for n in layer_names)
     assert "R/library/stats/DESCRIPTION" in layer_names
     assert sorted({name.split("/")[0] for name in layer_names}) == layer["top_level"]
     assert {"handler.py", "test_handler.py", "admission.rds"} <= set(function_names)

@@ -60,7 +60,10 @@ def test_release_publishes_a_package_verified_on_a_clean_host(
     assert manifest["tests"]["passed"] >= 6
     assert keys(client, bucket, f"releases/{version}/") == sorted(
         f"releases/{version}/{name}"
-        for name in ("admission.zip", "admission.rds", "manifest.json", "package-test.xml")
+        for name in (
+            "admission.zip", "admission.rds", "manifest.json", "package-test.xml",
+            "lambda-runtime.xml",
+        )
     )
     body = client.get_object(Bucket=bucket, Key=manifest["zip"]["key"])["Body"].read()
     assert hashlib.sha256(body).hexdigest() == manifest["zip"]["sha256"]
@@ -101,6 +104,55 @@ def test_manifest_records_what_ops_need(bucket: str, first_release: dict) -> Non
     assert set(manifest["phase_seconds"]) == {"plan", "build", "publish", "test", "promote"}
     assert "libR.so" not in manifest["shared_libraries"]  # libR comes from R itself
     assert not any(lib.startswith("libc.so") for lib in manifest["shared_libraries"])
+
+
+def test_release_targets_lambdas_python_3_13_runtime_by_default(
+    bucket: str, first_release: dict
+) -> None:
+    """The default release is built for python3.13 on Amazon Linux 2023 and proven there:
+    glibc at most 2.34, R and rpy2 that readRDS safely, the clean host's own Python 3.13."""
+    client = s3_client()
+    latest = read_json(client, bucket, "releases/latest.json")
+    manifest = read_json(client, bucket, f"releases/{latest['version']}/manifest.json")
+    assert manifest["target_runtime"] == {
+        "name": "python3.13", "os": "Amazon Linux 2023", "glibc": "2.34", "python": "3.13",
+    }
+    assert manifest["python_version"] == "3.13"
+    assert manifest["glibc"]["target_max"] == "2.34"
+    needed = tuple(int(x) for x in manifest["glibc"]["needed_max"].split("."))
+    assert needed <= (2, 34)
+    assert tuple(int(x) for x in manifest["r_version"].split(".")) >= (4, 4, 0)
+    assert manifest["rpy2_version"] == "3.6.9"
+    with zipfile.ZipFile(io.BytesIO(
+        client.get_object(Bucket=bucket, Key=manifest["zip"]["key"])["Body"].read()
+    )) as archive:
+        names = archive.namelist()
+    extensions = [n for n in names if n.endswith(".so") and not n.startswith(("R/", "lib/"))]
+    assert extensions and all(".abi3." in n or ".cpython-313-" in n for n in extensions), extensions
+    bytecode = [n for n in names if n.endswith(".pyc")]
+    assert bytecode and all(".cpython-313." in n for n in bytecode)
+
+
+def test_clean_host_ran_the_handler_under_lambdas_runtime_client(
+    bucket: str, first_release: dict
+) -> None:
+    """awslambdaric on Python 3.13, as Lambda invokes a function: each event's answer, as
+    the runtime client posted it back, is in the published JUnit file; the manifest has
+    the init time, the first invocation's time and the peak RSS (under the 128 MB cap)."""
+    client = s3_client()
+    latest = read_json(client, bucket, "releases/latest.json")
+    manifest = read_json(client, bucket, f"releases/{latest['version']}/manifest.json")
+    runtime = manifest["tests"]["runtime_client"]
+    assert runtime["python"].startswith("3.13.")
+    assert (runtime["passed"], runtime["failed"]) == (5, 0)
+    assert 0 < float(runtime["init_s"]) < 10
+    assert 0 < float(runtime["first_invoke_s"]) < 10
+    assert 0 < float(runtime["peak_rss_mb"]) <= 128
+    junit = client.get_object(
+        Bucket=bucket, Key=f"releases/{latest['version']}/lambda-runtime.xml"
+    )["Body"].read().decode()
+    for posted in ("/response", "/error", '\\"statusCode\\": 400', "0.738"):
+        assert posted in junit.replace("&quot;", '"'), posted
 
 
 def test_a_second_run_with_no_change_publishes_nothing(bucket: str, first_release: dict) -> None:

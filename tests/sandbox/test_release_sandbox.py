@@ -57,8 +57,26 @@ def test_release_publishes_a_package_verified_on_a_clean_host(
     assert hashlib.sha256(body).hexdigest() == manifest["zip"]["sha256"]
     assert sorted(s3_snapshot(sandbox, BUCKET)) == sorted(
         [f"releases/{latest['version']}/{name}"
-         for name in ("admission.zip", "admission.rds", "manifest.json", "package-test.xml")]
+         for name in ("admission.zip", "admission.rds", "manifest.json", "package-test.xml",
+                      "lambda-runtime.xml")]
         + ["releases/latest.json"])
+
+
+def test_release_is_built_for_python_3_13_and_proven_under_its_runtime_client(
+    sandbox: Sandbox, first_release: Run
+) -> None:
+    """The sandbox targets Lambda's python3.13 runtime as every platform does: glibc at most
+    2.34 (bullseye builds), the trixie test host's Python 3.13 ran awslambdaric under 128 MB."""
+    latest = read_json(sandbox, BUCKET, "releases/latest.json")
+    manifest = read_json(sandbox, BUCKET, f"releases/{latest['version']}/manifest.json")
+    assert manifest["target_runtime"]["name"] == "python3.13"
+    assert manifest["python_version"] == "3.13"
+    needed = tuple(int(x) for x in manifest["glibc"]["needed_max"].split("."))
+    assert needed <= (2, 34)
+    runtime = manifest["tests"]["runtime_client"]
+    assert runtime["python"].startswith("3.13.")
+    assert (runtime["passed"], runtime["failed"]) == (5, 0)
+    assert 0 < float(runtime["peak_rss_mb"]) <= 128
 
 
 def test_manifest_records_the_ami_and_the_image_behind_it(
@@ -68,7 +86,7 @@ def test_manifest_records_the_ami_and_the_image_behind_it(
     latest = read_json(sandbox, BUCKET, "releases/latest.json")
     manifest = read_json(sandbox, BUCKET, f"releases/{latest['version']}/manifest.json")
     assert manifest["build_image"].startswith(f"{ami} (al2023-ami-")
-    assert "sandbox image localhost/r-lambda-sandbox:bookworm-" in manifest["build_image"]
+    assert "sandbox image localhost/r-lambda-sandbox:bullseye-" in manifest["build_image"]
     assert latest["build_image"] == manifest["build_image"]
 
 

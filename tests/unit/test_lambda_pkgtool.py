@@ -868,3 +868,64 @@ def test_prune_refuses_a_pattern_matching_the_root_itself(tmp_path: Path) -> Non
     assert run.code == 2
     assert run.out["error"] == "--pattern '**' matches --root itself"
     assert (tmp_path / "pkg" / "keep").exists()
+
+
+# --------------------------------------------------------------------------- python-abi
+
+
+def python_tree(root: Path, *names: str) -> Path:
+    """A package tree whose extension modules are real shared objects named as given."""
+    for name in names:
+        if name.endswith(".pyc"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(b"\x00" * 16)
+        else:
+            gcc(root / name, "int f(void) { return 0; }\n", shared=True)
+    return root
+
+
+@needs_gcc
+def test_python_abi_passes_abi3_and_target_tagged_modules_and_bytecode(tmp_path: Path) -> None:
+    root = python_tree(
+        tmp_path, "_rinterface_cffi_api.abi3.so",
+        "_cffi_backend.cpython-313-x86_64-linux-gnu.so",
+        "rpy2/rinterface_lib/_bufferprotocol.cpython-313-x86_64-linux-gnu.so",
+        "rpy2/__pycache__/__init__.cpython-313.pyc",
+        # R's own shared objects carry no Python tag and are not Python's business.
+        "R/library/stats/libs/stats.so", "lib/libR.so",
+    )
+    run = run_tool("python-abi", "--root", root, "--python", "3.13")
+    assert run.code == 0, run.err
+    assert run.out["extensions"] == {"abi3": 1, "cpython-313": 2, "bytecode": 1}
+    assert run.out["wrong_python"] == []
+
+
+@needs_gcc
+def test_python_abi_fails_with_exit_6_naming_each_module_of_another_python(tmp_path: Path) -> None:
+    root = python_tree(
+        tmp_path, "_cffi_backend.cpython-311-x86_64-linux-gnu.so",
+        "rpy2/rinterface_lib/_bufferprotocol.so", "_ok.abi3.so",
+    )
+    run = run_tool("python-abi", "--root", root, "--python", "3.13")
+    assert run.code == 6
+    assert run.out["wrong_python"] == [
+        "_cffi_backend.cpython-311-x86_64-linux-gnu.so is built for cpython-311, not cpython-313",
+        "rpy2/rinterface_lib/_bufferprotocol.so is an extension module with no ABI tag "
+        "(only its own Python loads it)",
+    ]
+    assert "_cffi_backend.cpython-311-x86_64-linux-gnu.so" in error_line(run)
+
+
+def test_python_abi_fails_on_bytecode_of_another_python(tmp_path: Path) -> None:
+    root = python_tree(tmp_path, "rpy2/__pycache__/__init__.cpython-311.pyc",
+                       "rpy2/__pycache__/sexp.cpython-313.pyc")
+    run = run_tool("python-abi", "--root", root, "--python", "3.13")
+    assert run.code == 6
+    assert run.out["wrong_python"] == [
+        "rpy2/__pycache__/__init__.cpython-311.pyc is bytecode of cpython-311, not cpython-313"]
+
+
+def test_python_abi_rejects_a_malformed_version(tmp_path: Path) -> None:
+    run = run_tool("python-abi", "--root", tmp_path, "--python", "313")
+    assert run.code == 2
+    assert "--python '313' is not a Python version like 3.13" in error_line(run)

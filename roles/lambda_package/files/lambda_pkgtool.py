@@ -58,10 +58,18 @@ logs progress to stderr):
       any match that is DIR itself or lies outside DIR through a symlinked folder; all
       matches are checked before anything is removed.
 
+  python-abi --root DIR --python X.Y
+      Gate on the target's Python: every compiled extension module must be stable-ABI
+      (NAME.abi3.so) or tagged for CPython X.Y (NAME.cpython-XY-*.so), and every bytecode
+      file in a __pycache__ folder must be X.Y's (NAME.cpython-XY.pyc). Exit 6 naming the
+      files that are built for another Python (or untagged, NAME.so inside a Python package,
+      which only the Python that built it is sure to load).
+
 Exit codes: 0 ok; 1 internal error (a bug); 2 bad input or a failed step (usage, missing
 path, ldd failure, malformed ELF, dangling symlink...); 3 unresolved shared libraries;
-4 glibc too new for the ceiling; 5 package too large. On failure, stderr gets one line
-"lambda_pkgtool: error: ..." and stdout a JSON object with "error" (plus the gate's data).
+4 glibc too new for the ceiling; 5 package too large; 6 built for another Python. On
+failure, stderr gets one line "lambda_pkgtool: error: ..." and stdout a JSON object with
+"error" (plus the gate's data).
 """
 
 from __future__ import annotations
@@ -89,6 +97,7 @@ EXIT_ERROR = 2
 EXIT_UNRESOLVED = 3
 EXIT_GLIBC_TOO_NEW = 4
 EXIT_TOO_LARGE = 5
+EXIT_WRONG_PYTHON = 6
 
 ELF_MAGIC = b"\x7fELF"
 
@@ -715,6 +724,64 @@ def cmd_glibc(args: argparse.Namespace) -> dict[str, Any]:
     return output
 
 
+# --------------------------------------------------------------------------- python-abi
+
+EXTENSION_TAG = re.compile(r"\.(?:cpython-(?P<cp>\d+)[^.]*|(?P<abi3>abi3))\.so$")
+BYTECODE_TAG = re.compile(r"\.cpython-(?P<cp>\d+)(?:\.opt-\d)?\.pyc$")
+# Folders of the package that hold no Python: R's own shared objects end in .so too.
+NON_PYTHON_TOP = {"R", "lib", "bin"}
+
+
+def python_tag(version: str) -> str:
+    if not re.fullmatch(r"3\.\d+", version):
+        raise ToolError(f"--python {version!r} is not a Python version like 3.13")
+    return version.replace(".", "")
+
+
+def python_file_problem(path: Path, name: str, tag: str) -> str | None:
+    """Why a file of the Python part does not suit CPython <tag>, or None when it does."""
+    if path.suffix == ".pyc":
+        match = BYTECODE_TAG.search(path.name)
+        if path.parent.name == "__pycache__" and (match is None or match["cp"] != tag):
+            found = f"cpython-{match['cp']}" if match else "untagged"
+            return f"{name} is bytecode of {found}, not cpython-{tag}"
+        return None
+    if path.suffix != ".so" or not is_elf(path):
+        return None
+    match = EXTENSION_TAG.search(path.name)
+    if match is None:
+        return f"{name} is an extension module with no ABI tag (only its own Python loads it)"
+    if match["cp"] is not None and match["cp"] != tag:
+        return f"{name} is built for cpython-{match['cp']}, not cpython-{tag}"
+    return None
+
+
+def cmd_python_abi(args: argparse.Namespace) -> dict[str, Any]:
+    root = require_dir(args.root, "--root")
+    tag = python_tag(args.python)
+    problems: list[str] = []
+    counts = {"abi3": 0, f"cpython-{tag}": 0, "bytecode": 0}
+    for path in iter_regular_files(root):
+        name = relpath(path, root)
+        if name.split("/", 1)[0] in NON_PYTHON_TOP and "/" in name:
+            continue
+        if problem := python_file_problem(path, name, tag):
+            problems.append(problem)
+        elif path.suffix == ".pyc":
+            counts["bytecode"] += 1
+        elif path.suffix == ".so" and (match := EXTENSION_TAG.search(path.name)):
+            counts["abi3" if match["abi3"] else f"cpython-{tag}"] += 1
+    output = {"python": args.python, "extensions": counts, "wrong_python": sorted(problems)}
+    log(f"Python {args.python}: {counts['abi3']} abi3 and {counts[f'cpython-{tag}']} "
+        f"cpython-{tag} extension modules, {counts['bytecode']} bytecode files")
+    if problems:
+        shown = "; ".join(sorted(problems)[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ToolError(f"{len(problems)} file(s) built for another Python than the target's "
+                        f"{args.python}: {shown}{more}", EXIT_WRONG_PYTHON, output)
+    return output
+
+
 # --------------------------------------------------------------------------- zip
 
 
@@ -1057,11 +1124,20 @@ def add_prune(subparsers: Any) -> None:
     parser.set_defaults(handler=cmd_prune)
 
 
+def add_python_abi(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "python-abi", help="gate extension modules and bytecode on the target's Python")
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--python", required=True, help="the target's Python, e.g. 3.13")
+    parser.set_defaults(handler=cmd_python_abi)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ToolArgumentParser(prog="lambda_pkgtool.py", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     adders: list[Callable[[Any], None]] = [
-        add_elf_list, add_closure, add_glibc, add_zip, add_split, add_sizes, add_prune,
+        add_elf_list, add_closure, add_glibc, add_python_abi, add_zip, add_split, add_sizes,
+        add_prune,
     ]
     for add in adders:
         add(subparsers)

@@ -1,0 +1,95 @@
+"""Every platform targets a Lambda runtime that is open today, and the aws path parses.
+
+What Ansible itself resolves is asked of Ansible (ansible-inventory, --syntax-check), not
+re-derived from the YAML, so a group_vars file that overrides the default is caught.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PLATFORMS = ("local", "sandbox", "aws")
+ENV = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+       "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+
+
+def release_defaults() -> dict:
+    return yaml.safe_load((REPO / "roles/release/defaults/main.yml").read_text())
+
+
+def inventory_vars(platform: str) -> dict:
+    out = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", f"inventory/{platform}", "--host", "localhost"],
+        cwd=REPO, env=ENV, capture_output=True, text=True, check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def test_the_default_target_is_lambdas_python_3_13_on_amazon_linux_2023() -> None:
+    defaults = release_defaults()
+    assert defaults["release_target_runtime"] == "python3.13"
+    assert defaults["release_lambda_runtimes"]["python3.13"] == {
+        "os": "Amazon Linux 2023", "glibc": "2.34", "python": "3.13"}
+
+
+def test_only_runtimes_open_to_new_functions_are_offered() -> None:
+    runtimes = release_defaults()["release_lambda_runtimes"]
+    assert sorted(runtimes) == ["python3.12", "python3.13", "python3.14"]
+    assert {r["glibc"] for r in runtimes.values()} == {"2.34"}
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_no_inventory_moves_the_target_off_the_default(platform: str) -> None:
+    hostvars = inventory_vars(platform)
+    assert hostvars["release_platform"] == platform
+    assert "release_target_runtime" not in hostvars
+    assert "release_glibc_max" not in hostvars
+
+
+def test_the_local_lambda_inventory_is_folded_into_the_default() -> None:
+    assert sorted(p.name for p in (REPO / "inventory").iterdir()) == list(sorted(PLATFORMS))
+
+
+def test_containers_build_on_bullseye_and_test_on_trixie_under_128_mb() -> None:
+    local = yaml.safe_load((REPO / "roles/local_hosts/defaults/main.yml").read_text())
+    hosts = {h["name"]: h for h in local["local_hosts_hosts"]}
+    assert (hosts["build"]["suite"], hosts["test"]["suite"]) == ("bullseye", "trixie")
+    assert hosts["test"]["memory"] == "128m" and "memory" not in hosts["build"]
+    sandbox = yaml.safe_load((REPO / "roles/sandbox_hosts/defaults/main.yml").read_text())
+    assert sandbox["sandbox_hosts_suites"] == {"build": "bullseye", "test": "trixie"}
+    assert sandbox["sandbox_hosts_memory"] == {"test": "128m"}
+
+
+def test_the_aws_test_host_gets_the_runtimes_python_and_a_128_mb_scope() -> None:
+    aws = yaml.safe_load((REPO / "inventory/aws/group_vars/all/platform.yml").read_text())
+    runtime_python = "python{{ hostvars['localhost'].release_runtime.python }}"
+    assert aws["package_test_packages"] == [runtime_python]
+    limit = aws["package_test_limit_command"]
+    assert limit[:3] == ["systemd-run", "--quiet", "--scope"] and "MemoryMax=128M" in limit
+
+
+@pytest.mark.parametrize("role", ["r_runtime", "target_python"])
+def test_amazon_linux_has_its_dnf_lists(role: str) -> None:
+    amazon = yaml.safe_load((REPO / f"roles/{role}/vars/Amazon.yml").read_text())
+    names = [v for value in amazon.values() if isinstance(value, list) for v in value]
+    assert names, f"roles/{role}/vars/Amazon.yml lists no package"
+    assert not any(n.endswith("-dev") for n in names), "apt names in the dnf list"
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_release_playbook_parses_for_each_platform(platform: str) -> None:
+    done = subprocess.run(
+        [str(BIN / "ansible-playbook"), "--syntax-check", "-i", f"inventory/{platform}",
+         "playbooks/release.yml"],
+        cwd=REPO, env=ENV, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
