@@ -3,8 +3,10 @@
 As the 2017 post did it: point R_HOME at the packaged R, import rpy2's high-level
 ``rpy2.robjects`` (R starts with its default packages), read the model at import time, and
 predict through ``stats::predict`` on an R data frame built for each call. It exposes what
-bench/in_host.py and handler/bench_predict.py call, so the baseline is measured exactly as
-the project's handler is.
+the benchmark calls, so the baseline is measured exactly as the project's handler is:
+``lambda_handler`` for a direct call (through Lambda's runtime client, bench/in_host.py
+cold), ``admit_probability``, ``admit_probabilities`` and ``get_model`` (warm figures,
+handler/bench_predict.py).
 """
 
 import os

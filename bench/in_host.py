@@ -1,15 +1,25 @@
 #!/usr/bin/env python3
-"""Measure one unzipped package inside a clean host (standard library only).
+"""Measure the package of one Lambda stand-in container (standard library only).
 
-    python3 in_host.py TASK_ROOT[:MODULE] [...] [--starts 5] [--calls 1000] [--batch-size 1000]
+Runs inside a container made like a Lambda sandbox by bench/run.py: the package
+read-only at /var/task, awslambdaric's wheels unpacked at /var/runtime, this script,
+lambda_invoke.py and bench_predict.py at /bench, /tmp the only writable folder.
 
-Prints one JSON object, by task root:
-- cold_start_s: median and max wall time from spawning a fresh Python process to its
-  first prediction (import handler, start R, read the model, predict), --starts times;
-  the roots take turns, so a change of load on the machine hits them alike;
-- the warm figures of bench_predict.py (single-call median of --calls, batch median).
-MODULE (default handler) is the handler module measured in that root.
-Environment as Lambda sets it: task root on PYTHONPATH, its lib/ on LD_LIBRARY_PATH.
+    python3.13 in_host.py cold --handler MODULE [--python python3.13]
+    python3.13 in_host.py warm --handler MODULE [--calls 1000] [--batch-size 1000]
+
+cold: one cold start through Lambda's runtime client. lambda_invoke.py serves the Runtime
+API and runs ``python3.13 -m awslambdaric MODULE.lambda_handler`` as nobody with Lambda's
+environment; the one event is a direct call whose answer is checked. Prints the Python
+that ran, init_s (process start to the first GET /next), first_invoke_s (that event
+handed out to its answer posted), first_prediction_s (their sum: process start to the
+first prediction) and peak_rss_mb (the client's VmHWM after that answer).
+
+warm: handler/bench_predict.py run as nobody with Lambda's environment (BENCH_HANDLER
+names the module): single-call median of --calls calls, median of 5 batches.
+
+Both print one JSON object on stdout; exit 1 with the reason on stderr when the package
+fails to answer.
 """
 
 from __future__ import annotations
@@ -17,83 +27,121 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
+import pwd
 import subprocess
 import sys
-import time
+from typing import Any
 
-FIRST_PREDICTION = (
-    "import importlib, os; handler = importlib.import_module(os.environ['BENCH_HANDLER']); "
-    "print(handler.admit_probability(800, 4, 1), flush=True)"
-)
+TASK_ROOT = "/var/task"
+RUNTIME_DIR = "/var/runtime"
+OPT_DIR = "/opt"
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+USER = "nobody"
+TIMEOUT_S = 120
+# The direct call of roles/package_test/files/lambda_events.json: both handlers answer it
+# with {"result": ..., "probability": ...}; the model is the same glm, so the same value.
+FIRST_EVENT = [
+    {
+        "name": "direct call answers P(admit) for gre 800, gpa 4, rank 1",
+        "event": {"gre": 800, "gpa": 4, "rank": 1},
+        "expect": {
+            "kind": "response",
+            "json_subset": {"result": True, "probability": 0.7384},
+            "abs_tol": 0.00005,
+        },
+    }
+]
 
 
-def lambda_env(root: str, module: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("R_", "PYTHON"))}
-    env.update(
-        BENCH_HANDLER=module,
-        LAMBDA_TASK_ROOT=root,
-        PYTHONPATH=root,
-        LD_LIBRARY_PATH=os.path.join(root, "lib"),
-        PYTHONDONTWRITEBYTECODE="1",
+def lambda_env(module: str, python_minor: str, path: str) -> dict[str, str]:
+    """Lambda's environment for a function in MODULE: its library path, no R_HOME."""
+    return {
+        "PATH": path,
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "LD_LIBRARY_PATH": ":".join([
+            "/var/lang/lib", "/lib64", "/usr/lib64", RUNTIME_DIR, f"{RUNTIME_DIR}/lib",
+            TASK_ROOT, f"{TASK_ROOT}/lib", f"{OPT_DIR}/lib",
+        ]),
+        "PYTHONPATH": ":".join([
+            TASK_ROOT, f"{OPT_DIR}/python/lib/python{python_minor}/site-packages",
+            f"{OPT_DIR}/python", RUNTIME_DIR,
+        ]),
+        "LAMBDA_TASK_ROOT": TASK_ROOT,
+        "LAMBDA_RUNTIME_DIR": RUNTIME_DIR,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{python_minor}",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+        "BENCH_HANDLER": module,
+    }
+
+
+def cold_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The figures of one lambda_invoke.py report; SystemExit when the call did not pass."""
+    if report.get("error") or report.get("passed") != 1:
+        cases = report.get("cases") or [{}]
+        reason = report.get("error") or cases[0].get("message") or "no answer"
+        raise SystemExit(f"the cold start through the runtime client failed: {reason}")
+    init_s, first_s = report["init_s"], report["first_invoke_s"]
+    return {
+        "python": report["python"],
+        "init_s": init_s,
+        "first_invoke_s": first_s,
+        "first_prediction_s": round(init_s + first_s, 6),
+        "peak_rss_mb": report["peak_rss_mb"],
+    }
+
+
+def as_user(user: str) -> list[str]:
+    entry = pwd.getpwnam(user)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
+
+
+def cold(module: str, python: str) -> dict[str, Any]:
+    events, report = "/tmp/bench-events.json", "/tmp/bench-cold.json"
+    with open(events, "w", encoding="utf-8") as handle:
+        json.dump(FIRST_EVENT, handle)
+    if os.path.exists(report):
+        os.remove(report)
+    done = subprocess.run(
+        [python, os.path.join(TOOLS, "lambda_invoke.py"), "--python", python,
+         "--task-root", TASK_ROOT, "--runtime-dir", RUNTIME_DIR, "--opt-dir", OPT_DIR,
+         "--events", events, "--junit", "/tmp/bench-cold.xml", "--report", report,
+         "--user", USER, "--handler", f"{module}.lambda_handler", "--timeout", str(TIMEOUT_S)],
+        capture_output=True, text=True, check=False,
     )
-    return env
+    if not os.path.exists(report):
+        raise SystemExit(f"lambda_invoke.py wrote no report (exit {done.returncode}): "
+                         f"{done.stderr.strip()[-2000:]}")
+    with open(report, encoding="utf-8") as handle:
+        return cold_summary(json.load(handle))
 
 
-def split(spec: str) -> tuple[str, str]:
-    """TASK_ROOT[:MODULE] -> (root, module)."""
-    root, _, module = spec.partition(":")
-    return root, module or "handler"
-
-
-def cold_start(spec: str) -> float:
-    root, module = split(spec)
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", FIRST_PREDICTION],
-        cwd=root, env=lambda_env(root, module), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+def warm(module: str, python: str, calls: int, batch_size: int) -> dict[str, Any]:
+    minor = ".".join(map(str, sys.version_info[:2]))
+    env = lambda_env(module, minor, os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
+    done = subprocess.run(
+        [*as_user(USER), python, os.path.join(TOOLS, "bench_predict.py"),
+         "--calls", str(calls), "--batch-size", str(batch_size)],
+        cwd=TASK_ROOT, env=env, capture_output=True, text=True, check=False,
     )
-    line = proc.stdout.readline()
-    elapsed = time.perf_counter() - started
-    _, err = proc.communicate()
-    if proc.returncode != 0 or not line.strip():
-        raise SystemExit(f"cold start failed in {root}: {err.strip()[-2000:]}")
-    return elapsed
-
-
-def warm(spec: str, calls: int, batch_size: int) -> dict:
-    root, module = split(spec)
-    bench = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_predict.py")
-    out = subprocess.run(
-        [sys.executable, bench, "--calls", str(calls), "--batch-size", str(batch_size)],
-        cwd=root, env=lambda_env(root, module), capture_output=True, text=True, check=False,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"warm benchmark failed in {root}: {out.stderr.strip()[-2000:]}")
-    return json.loads(out.stdout)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_predict.py failed in {TASK_ROOT} (exit {done.returncode}): "
+                         f"{done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("roots", nargs="+")
-    parser.add_argument("--starts", type=int, default=5)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("cold", "warm"))
+    parser.add_argument("--handler", default="handler", help="module with lambda_handler")
+    parser.add_argument("--python", default="python3.13", help="the runtime's interpreter")
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
-    starts: dict[str, list[float]] = {root: [] for root in args.roots}
-    for _ in range(args.starts):
-        for root in args.roots:
-            starts[root].append(cold_start(root))
-    result = {
-        root: {
-            "cold_start_s": round(statistics.median(times), 4),
-            "cold_start_max_s": round(max(times), 4),
-            "cold_starts_s": [round(t, 4) for t in times],
-            **warm(root, args.calls, args.batch_size),
-        }
-        for root, times in starts.items()
-    }
+    if args.what == "cold":
+        result = cold(args.handler, args.python)
+    else:
+        result = warm(args.handler, args.python, args.calls, args.batch_size)
     print(json.dumps(result))
     return 0
 

@@ -18,6 +18,7 @@ See README.md for the accepted events, the responses and the error contract.
 """
 
 import array
+import atexit
 import base64
 import contextlib
 import dataclasses
@@ -304,6 +305,28 @@ def _import_rinterface() -> Any:
     return rinterface
 
 
+def _initr_without_rscript(rinterface: Any) -> None:
+    """Start the embedded R the way rpy2 3.5's ``initr_simple`` does.
+
+    rpy2 3.6 dropped ``initr_simple``; its ``initr`` first runs Rscript to copy the
+    environment R's front-end script would set (``_setrenvvars``), which a packaged R
+    cannot do and Lambda should not pay for. Without it, these are initr's own steps.
+    """
+    simple = getattr(rinterface, "initr_simple", None)
+    if simple is not None:
+        simple()
+        return
+    from rpy2.rinterface_lib import embedded, openrlib
+
+    with openrlib.rlock:
+        embedded._initr()
+        if hasattr(embedded, "set_python_process_info"):
+            embedded.set_python_process_info()
+        atexit.register(rinterface.endr, 0)
+        rinterface._rinterface._register_external_symbols()
+        rinterface._post_initr_setup()
+
+
 def _check_r_home(r_home: Optional[str]) -> None:
     # R exits the whole process when it cannot find its base package: check first.
     base = os.path.join(r_home or "", "library", "base")
@@ -339,7 +362,7 @@ def _start_r() -> Any:
                     os.environ[name] = value
             if not embedded.isinitialized():
                 embedded.set_initoptions(R_INIT_OPTIONS)
-            rinterface.initr_simple()
+            _initr_without_rscript(rinterface)
         except Exception as exc:
             raise ModelUnavailable(f"R could not be started from {openrlib.R_HOME}: {exc}") from exc
         finally:

@@ -3,8 +3,8 @@
 # dependencies, and print how long each took:
 #   scripts/molecule-all.sh                 every scenario under molecule/
 #   scripts/molecule-all.sh r_runtime ...   only these, in the order given
-# First makes sure the podman scenarios' base image exists under its stable alias
-# (localhost/r-lambda-base:bookworm). lambda_package leaves .state/molecule/admission.zip
+# First makes sure the podman scenarios' base images exist under their stable aliases
+# (localhost/r-lambda-base:bookworm, :bullseye, :trixie). lambda_package leaves .state/molecule/admission.zip
 # for package_test, so it runs first (alongside the others when all run); package_test is
 # skipped when it failed in this run.
 # Exit status: 0 when every scenario passed, 1 otherwise.
@@ -32,7 +32,7 @@ done
 
 log() { printf 'molecule-all: %s\n' "$*"; }
 
-log "making sure the base image localhost/r-lambda-base:bookworm exists"
+log "making sure the base images localhost/r-lambda-base:{bookworm,bullseye,trixie} exist"
 ansible-playbook molecule/base-image.yml
 
 # package_test must test the zips this run builds, never ones an earlier run left.

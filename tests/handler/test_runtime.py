@@ -200,11 +200,14 @@ def test_run_checks_passes_in_the_repository_and_writes_junit(
     trained_model: TrainedModel, r_home: str, tmp_path: Path
 ) -> None:
     libr_dir = os.path.dirname(os.path.realpath(os.path.join(r_home, "lib", "libR.so")))
-    env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=libr_dir)
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=libr_dir,
+                     EXPECT_PYTHON=python)
     done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines()[-1] == "7 passed, 0 failed, 0 skipped"
-    assert _counts(suite) == {"tests": "7", "failures": "0", "errors": "0", "skipped": "0"}
+    # Skipped: the read-only check, which needs an unprivileged user (the clean host runs it).
+    assert done.stdout.splitlines()[-1] == "8 passed, 0 failed, 1 skipped"
+    assert _counts(suite) == {"tests": "9", "failures": "0", "errors": "0", "skipped": "1"}
     cases = suite.findall("testcase")
     assert {c.attrib["classname"] for c in cases} == {
         "test_handler.HandlerTest",
@@ -219,7 +222,7 @@ def test_libr_check_fails_when_libr_is_not_under_the_expected_directory(
     env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=str(tmp_path))
     done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
     assert done.returncode == 1
-    assert done.stdout.splitlines()[-1] == "6 passed, 1 failed, 0 skipped"
+    assert done.stdout.splitlines()[-1] == "6 passed, 1 failed, 2 skipped"
     failed = [c for c in suite.findall("testcase") if c.find("failure") is not None]
     assert [c.attrib["name"] for c in failed] == ["test_libr_is_loaded_from_the_expected_directory"]
     assert f"is not under {tmp_path}" in failed[0].find("failure").attrib["message"]
@@ -328,3 +331,16 @@ def test_report_runtime_deps_lists_what_one_prediction_loads(
     unused += ("tzlocal", "boto3", "botocore")
     for name in modules:
         assert not name.startswith(unused), name
+
+
+def test_python_check_fails_when_the_package_runs_on_another_python(
+    trained_model: TrainedModel, r_home: str, tmp_path: Path
+) -> None:
+    """A package built for 3.13 run by any other Python fails its own check, by name."""
+    other = "3.99"
+    env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_PYTHON=other)
+    done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
+    assert done.returncode == 1
+    failed = [c for c in suite.findall("testcase") if c.find("failure") is not None]
+    assert [c.attrib["name"] for c in failed] == ["test_runs_on_the_target_runtimes_python"]
+    assert other in failed[0].find("failure").attrib["message"]
