@@ -48,11 +48,13 @@ def sandbox() -> Iterator[Sandbox]:
 @pytest.fixture(scope="session")
 def r_build_ready() -> None:
     """With R_LAMBDA_WAIT_FOR_R_BUILD=<seconds> (make test, which runs the local suite
-    alongside): wait for the R build the local suite makes to reach the controller's
-    cache, rather than compile the same R at the same time on a 2-core machine. Without a
-    cached build by then, the sandbox's release builds R itself."""
+    alongside): wait for the R and Python builds the local suite makes to reach the
+    controller's cache, rather than compile the same trees at the same time on a 2-core
+    machine. Without cached builds by then, the sandbox's release builds them itself."""
     seconds = int(os.environ.get("R_LAMBDA_WAIT_FOR_R_BUILD") or 0)
-    cache = REPO / ".state" / "cache" / "r-source"
+    cache = REPO / ".state" / "cache"
+    # R's build, then the target Python's (role target_python): both compiled once.
+    builds = (cache / "r-source", "R-*.tar.gz"), (cache / "python-source", "Python-*.tar.gz")
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not any(cache.glob("*.tar.gz")):
+    while time.monotonic() < deadline and not all(any(d.glob(p)) for d, p in builds):
         time.sleep(5)
