@@ -296,14 +296,19 @@ def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: 
                 sh("podman", "rm", "-f", "-t", "0", name, check=False)
 
 
-def target_met(key: str, figures: dict) -> bool | None:
-    """None when the figure, or one its target depends on, was not measured."""
-    value = figures.get(key)
+def target_bound(key: str, figures: dict) -> float | None:
+    """The largest value of the figure that meets its target; None when a figure it
+    depends on (the baseline's) was not measured."""
     try:
-        bound = TARGETS[key].bound(figures)
+        return TARGETS[key].bound(figures)
     except (KeyError, TypeError):
         return None
-    return None if value is None else value <= bound
+
+
+def target_met(key: str, figures: dict) -> bool | None:
+    """None when the figure, or one its target depends on, was not measured."""
+    value, bound = figures.get(key), target_bound(key, figures)
+    return None if value is None or bound is None else value <= bound
 
 
 def table(figures: dict) -> str:
@@ -363,7 +368,8 @@ def main() -> int:
                                     manifest["python_version"])
     figures.update(stand_in_figures(measured))
     figures["targets"] = {
-        key: {"target": target.text, "met": target_met(key, figures)}
+        key: {"target": target.text, "bound": target_bound(key, figures),
+              "met": target_met(key, figures)}
         for key, target in TARGETS.items()
     }
     figures["environment"] = {

@@ -198,3 +198,9 @@ def test_the_cold_start_event_is_one_lambda_invoke_accepts() -> None:
     (case,) = invoke.parse_cases(in_host.FIRST_EVENT)
     posted = b'{"result": true, "probability": 0.73842}'
     assert invoke.judge(case.expect, "response", posted) is None
+
+
+def test_the_zip_bound_is_the_smaller_of_its_two_limits() -> None:
+    assert run.target_bound("zip_bytes", {"baseline_zip_bytes": 50_000_000}) == 10_000_000
+    assert run.target_bound("zip_bytes", {"baseline_zip_bytes": 30_000_000}) == 7_500_000
+    assert run.target_bound("zip_bytes", {}) is None
