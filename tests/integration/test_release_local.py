@@ -151,7 +151,7 @@ def test_clean_host_ran_the_handler_under_lambdas_runtime_client(
     junit = client.get_object(
         Bucket=bucket, Key=f"releases/{latest['version']}/lambda-runtime.xml"
     )["Body"].read().decode()
-    for posted in ("/response", "/error", '\\"statusCode\\": 400', "0.738"):
+    for posted in ("/response", "/error", '"statusCode": 400', "0.7384"):
         assert posted in junit.replace("&quot;", '"'), posted
 
 
@@ -203,6 +203,25 @@ def test_ami_watch_sees_the_base_image_of_the_latest_release(
 # by the sandbox failure matrix (release level, same roles and teardown, one zip). The late
 # failure on this platform, proving the local teardown and the rollback of what was
 # published, is test_release_layer.py's failed release (it also proves a shared layer stays).
+
+
+def test_a_runtime_without_a_local_stand_in_stops_before_building(bucket: str) -> None:
+    """python3.12 is selectable, but only the aws platform's test host has its Python: on
+    the local platform the run says so before anything is built, publishes nothing and
+    removes its hosts."""
+    client = s3_client()
+    before = keys(client, bucket)
+    run = run_playbook(
+        "playbooks/release.yml", "-e", f"release_bucket={bucket}",
+        "-e", "release_target_runtime=python3.12", "-e", "release_force=true",
+        name="release-python3.12-local",
+    )
+    assert run.returncode != 0
+    assert "has no python3.12, so it cannot stand in for Lambda's python3.12 runtime" in run.output
+    assert "tested on the aws platform" in run.output
+    assert "TASK [r_runtime" not in run.output
+    assert keys(client, bucket) == before
+    assert_no_hosts_left(run.output)
 
 
 def test_podman_is_usable_here() -> None:
