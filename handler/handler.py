@@ -1,11 +1,15 @@
 """AWS Lambda handler: probability of graduate admission from an R logistic regression.
 
-The model is ``glm(admit ~ gre + gpa + rank, family = binomial)`` fitted and trimmed by
-``model/train.R``; predictions run in an embedded R through rpy2's low-level
+The model is any glm or lm on gre, gpa and rank: ``model/train.R``'s
+``glm(admit ~ gre + gpa + rank, family = binomial)``, the 2017 procedure's model (rank a
+factor in its data), ``factor(rank)`` in the formula, a numeric rank, interactions,
+splines, other links. Predictions run in an embedded R through rpy2's low-level
 ``rpy2.rinterface`` API. R and the model are loaded once per process, at the first
 prediction, so importing this module (e.g. to unit-test input validation) is cheap.
-Predictions are bitwise those of R's ``predict(model, newdata, type = "response")``,
-computed from the model matrix without a data frame (``_R_DIRECT_PREDICTOR``).
+Predictions are bitwise those of R's ``predict(model, newdata, type = "response")`` for
+newdata built the way the model expects; admission_model.R plans, when the model loads,
+how (directly from the model matrix when the design allows, else with predict()), and
+rejects a model the handler cannot serve with an error naming why.
 
 Model source, first match wins:
 
@@ -383,173 +387,186 @@ def _restore_env(name: str, value: Optional[str]) -> None:
         os.environ[name] = value
 
 
-# What predict(model, newdata, type = "response") computes for the model train.R fits,
-# without building a data frame: predict.glm calls predict.lm, which evaluates
-#     drop(X[, piv, drop = FALSE] %*% beta[piv]) + offset    (offset: rep(0, n))
-# with X the model matrix of newdata, and then applies family(model)$linkinv. For this
-# design X is (1, gre, gpa, rank == 2, rank == 3, rank == 4), the full-rank pivot is
-# 1:6, so the function below returns function(X) doing the same arithmetic on the same
-# numbers, or the names of the checks a model fails (it is then predicted with
-# predict()). The returned closure is too small for R's JIT ever to compile it.
-_R_DIRECT_PREDICTOR = """
-function(model) {
-  levels <- c("1", "2", "3", "4")
-  tt <- terms(model)
-  failed <- c(
-    class = !identical(class(model), c("glm", "lm")),
-    coefficients = !identical(names(model$coefficients),
-                              c("(Intercept)", "gre", "gpa", "rank2", "rank3", "rank4")) ||
-      anyNA(model$coefficients),
-    rank = !identical(model$rank, 6L) || !identical(model$qr$pivot, 1:6),
-    terms = !identical(attr(tt, "term.labels"), c("gre", "gpa", "rank")) ||
-      !identical(attr(tt, "intercept"), 1L),
-    predvars = !identical(attr(delete.response(tt), "predvars"),
-                          bquote(list(gre, gpa, factor(rank, levels = .(levels))))),
-    offset = !is.null(attr(tt, "offset")) || !is.null(model$call$offset),
-    xlevels = !identical(model$xlevels, list(rank = levels)),
-    contrasts = !identical(model$contrasts, list(rank = "contr.treatment"))
-  )
-  if (any(failed)) return(names(failed)[failed])
-  beta <- model$coefficients
-  linkinv <- family(model)$linkinv
-  function(X) linkinv(drop(X %*% beta) + 0)
-}
-"""
-DESIGN_COLUMNS = 6  # (Intercept), gre, gpa, rank2, rank3, rank4
+# How a model predicts is planned once, when it loads, by admission_model.R (next to
+# this file): which inputs it takes and how (rank as a number or as a factor of the
+# model's own levels), the ranks it knows, and whether its design is provably
+# (1, gre, gpa, rank indicators or rank) in some order. Such a model is predicted
+# directly: the model matrix is filled from Python and R computes X %*% beta and the
+# inverse link exactly as predict.lm and predict.glm do. Every other model is predicted
+# with predict() on a data frame built the way the model expects. Both give the bits of
+# R's predict(model, newdata, type = "response"); the direct path skips the data frame,
+# model frame and model matrix R would build per call.
+MODEL_PLAN_R = os.path.join(HANDLER_DIR, "admission_model.R")
 DIRECT = "direct"
-PREDICT_GLM = "predict.glm"
+PREDICT = "predict"
+# What fills a column of the direct path's model matrix (admission_model.R's columns).
+_INTERCEPT, _GRE, _GPA, _RANK, _RANK_IS = 0, 1, 2, 3, 10
+# Applicants both paths predict when a model loads; they must agree to the last bit.
+_PROBE_GRE = (200.0, 433.7, 800.0)
+_PROBE_GPA = (0.0, 2.71, 4.0)
+
+
+def _plan_function(rinterface: Any) -> Any:
+    """admission_model.R's ``plan``, evaluated once with the stats namespace as parent."""
+    ri = rinterface
+    with open(MODEL_PLAN_R, encoding="utf-8") as source:
+        code = source.read()
+    stats = ri.baseenv["getNamespace"](ri.StrSexpVector(["stats"]))
+    env = ri.baseenv["new.env"](parent=stats)
+    ri.baseenv["eval"](ri.parse(code), env)
+    return env["plan"]
 
 
 class _Model:
-    """A model loaded into R, and how it predicts.
+    """A model loaded into R, and how it predicts (see admission_model.R).
 
-    ``method`` is ``DIRECT`` when the model has the design train.R fits: the model
-    matrix is filled from Python (one preallocated row for a single applicant) and R
-    computes the linear predictor and the inverse link exactly as predict.glm does.
-    Any other model is predicted with ``predict()`` on a data frame (``PREDICT_GLM``);
-    ``unmatched`` then names the checks of ``_R_DIRECT_PREDICTOR`` it failed.
+    ``method`` is ``DIRECT`` or ``PREDICT``; ``unmatched`` names the checks of the direct
+    design a ``PREDICT`` model failed. ``ranks`` are the ranks it can predict.
     """
 
     def __init__(self, rinterface: Any, model: Any, source: str) -> None:
+        ri = rinterface
         self.source = source
-        self._ri = rinterface
+        self._ri = ri
         self._model = model
-        self._stats = rinterface.baseenv["getNamespace"](rinterface.StrSexpVector(["stats"]))
-        self.unmatched: tuple[str, ...] = ()
-        direct = self._direct_predictor()
-        if direct is None:
-            self.method = PREDICT_GLM
-            self._use_predict()
-        else:
+        plan = _plan_function(ri)(model)
+        fields = dict(zip(plan.names, plan))
+        if "error" in fields:
+            raise ModelUnavailable(f"the model in {source} cannot be served: {fields['error'][0]}")
+        self.kind = str(fields["kind"][0])
+        self.bounded = bool(fields["bounded"][0])
+        self.ranks = tuple(int(r) for r in fields["ranks"])
+        self.rank_levels = tuple(str(level) for level in fields["rank_levels"])
+        self.unmatched: tuple[str, ...] = tuple(fields["unmatched"])
+        self._predict = fields["predict"]
+        self.method = PREDICT
+        if isinstance(fields["direct"], ri.SexpClosure):
+            self._direct = fields["direct"]
+            self._columns = tuple(int(c) for c in fields["columns"])
+            self._row = ri.FloatSexpVector([1.0] * len(self._columns))
+            self._row_values = self._row.memoryview()  # flat: taken before dim makes it a matrix
+            self._row.do_slot_assign("dim", ri.IntSexpVector([1, len(self._columns)]))
             self.method = DIRECT
-            self._direct = direct
-            row = rinterface.FloatSexpVector([1.0] + [0.0] * (DESIGN_COLUMNS - 1))
-            self._row_values = row.memoryview()  # flat: taken before dim makes it a matrix
-            row.do_slot_assign("dim", rinterface.IntSexpVector([1, DESIGN_COLUMNS]))
-            self._row = row
+            self._check_direct_path()
 
-    def _direct_predictor(self) -> Any:
-        ri = self._ri
-        try:
-            # Evaluated with the stats namespace as the closure's environment.
-            builder = ri.baseenv["eval"](ri.parse(_R_DIRECT_PREDICTOR), self._stats)
-            found = builder(self._model)
-        except Exception as exc:  # e.g. no terms at all: predict() will say what is wrong
-            self.unmatched = (f"error: {exc}".strip(),)
-            return None
-        if isinstance(found, ri.SexpClosure):
-            return found
-        self.unmatched = tuple(found)
-        return None
+    def _check_direct_path(self) -> None:
+        """Fall back to predict() unless both paths agree on every probe, bit for bit."""
+        probes = [
+            Applicant(gre=gre, gpa=gpa, rank=rank)
+            for rank in self.ranks
+            for gre in _PROBE_GRE
+            for gpa in _PROBE_GPA
+        ]
+        expected = [p.hex() for p in self._predict_frame(probes)]
+        batch = [p.hex() for p in self._direct_batch(probes)]
+        singles = [self._direct_single(a).hex() for a in probes]
+        if batch != expected or singles != expected:
+            self.method = PREDICT
+            self.unmatched = ("probes",)
 
-    def _use_predict(self) -> None:
-        ri = self._ri
-        self._predict = self._stats["predict"]
-        self._list2df = ri.baseenv["list2DF"]  # R >= 4.0; 3x faster than data.frame
-        self._columns = ri.StrSexpVector(["gre", "gpa", "rank"])
-        self._response = ri.StrSexpVector(["response"])
-        # R starts with no package attached (R_STARTUP_ENV); a model whose formula calls
-        # a stats function (poly, offset) from the global environment needs stats.
-        ri.baseenv["library"](ri.StrSexpVector(["stats"]))
+    def describe(self) -> dict[str, Any]:
+        """How the model predicts, for logs and the release manifest."""
+        return {
+            "kind": self.kind,
+            "method": self.method,
+            "unmatched": list(self.unmatched),
+            "ranks": list(self.ranks),
+            "rank_levels": list(self.rank_levels),
+        }
 
-    def probabilities(self, applicants: Sequence[Applicant]) -> list[float]:
+    def check_ranks(self, applicants: Sequence[Applicant], batch: bool) -> None:
+        """A 400 naming rank and the model's levels for a rank the model never saw."""
+        for index, applicant in enumerate(applicants):
+            if applicant.rank not in self.ranks:
+                field = f"applicants[{index}].rank" if batch else "rank"
+                known = ", ".join(str(r) for r in self.ranks)
+                raise BadRequest(
+                    f"{field} must be one of {known} (the levels of rank this model was "
+                    f"fitted with), got {applicant.rank}",
+                    field,
+                )
+
+    def probabilities(self, applicants: Sequence[Applicant], batch: bool = True) -> list[float]:
         """P(admit) for each applicant, from one R call."""
+        self.check_ranks(applicants, batch)
         with _LOCK:
-            if self.method == PREDICT_GLM:
-                result = self._predict_glm(applicants)
+            if self.method == PREDICT:
+                result = self._predict_frame(applicants)
             elif len(applicants) == 1:
                 result = [self._direct_single(applicants[0])]
             else:
                 result = self._direct_batch(applicants)
-        if len(result) != len(applicants) or not all(0.0 <= p <= 1.0 for p in result):
+        valid = all(0.0 <= p <= 1.0 if self.bounded else math.isfinite(p) for p in result)
+        if len(result) != len(applicants) or not valid:
+            bounds = "[0, 1]" if self.bounded else "the finite numbers"
             raise InternalServerError(
                 f"model {self.source} returned {len(result)} values for {len(applicants)} "
-                "applicants, or a value outside [0, 1]"
+                f"applicants, or a value outside {bounds}"
             )
         return result
 
+    def _column(self, code: int, applicants: Sequence[Applicant]) -> list[float]:
+        if code == _INTERCEPT:
+            return [1.0] * len(applicants)
+        if code == _GRE:
+            return [a.gre for a in applicants]
+        if code == _GPA:
+            return [a.gpa for a in applicants]
+        if code == _RANK:
+            return [float(a.rank) for a in applicants]
+        return [1.0 if a.rank == code - _RANK_IS else 0.0 for a in applicants]
+
     def _direct_single(self, applicant: Applicant) -> float:
-        row = self._row_values  # the 1 x 6 model matrix, column-major
-        row[1] = applicant.gre
-        row[2] = applicant.gpa
-        row[3] = 1.0 if applicant.rank == 2 else 0.0
-        row[4] = 1.0 if applicant.rank == 3 else 0.0
-        row[5] = 1.0 if applicant.rank == 4 else 0.0
+        row = self._row_values  # the 1 x p model matrix
+        for at, code in enumerate(self._columns):
+            if code == _GRE:
+                row[at] = applicant.gre
+            elif code == _GPA:
+                row[at] = applicant.gpa
+            elif code == _RANK:
+                row[at] = float(applicant.rank)
+            elif code != _INTERCEPT:
+                row[at] = 1.0 if applicant.rank == code - _RANK_IS else 0.0
         return self._direct(self._row)[0]
 
     def _direct_batch(self, applicants: Sequence[Applicant]) -> list[float]:
         ri = self._ri
-        count = len(applicants)
-        columns = array.array("d", [1.0]) * count  # the n x 6 model matrix, column-major
-        columns.extend([a.gre for a in applicants])
-        columns.extend([a.gpa for a in applicants])
-        for rank in RANKS[1:]:
-            columns.extend([1.0 if a.rank == rank else 0.0 for a in applicants])
+        columns = array.array("d")  # the n x p model matrix, column-major
+        for code in self._columns:
+            columns.extend(self._column(code, applicants))
         matrix = ri.FloatSexpVector.from_memoryview(memoryview(columns))
-        matrix.do_slot_assign("dim", ri.IntSexpVector([count, DESIGN_COLUMNS]))
+        matrix.do_slot_assign("dim", ri.IntSexpVector([len(applicants), len(self._columns)]))
         return self._direct(matrix).memoryview().tolist()
 
-    def _predict_glm(self, applicants: Sequence[Applicant]) -> list[float]:
+    def _predict_frame(self, applicants: Sequence[Applicant]) -> list[float]:
         ri = self._ri
-        columns = ri.ListSexpVector(
-            [
-                ri.FloatSexpVector([a.gre for a in applicants]),
-                ri.FloatSexpVector([a.gpa for a in applicants]),
-                ri.FloatSexpVector([float(a.rank) for a in applicants]),
-            ]
+        result = self._predict(
+            ri.FloatSexpVector([a.gre for a in applicants]),
+            ri.FloatSexpVector([a.gpa for a in applicants]),
+            ri.FloatSexpVector([float(a.rank) for a in applicants]),
         )
-        columns.names = self._columns
-        frame = self._list2df(columns)
-        return [float(p) for p in self._predict(self._model, newdata=frame, type=self._response)]
+        return list(result.memoryview().tolist())
 
 
 def _read_model(rinterface: Any, path: str) -> _Model:
-    """readRDS ``path`` and check that it predicts; raise ModelUnavailable otherwise."""
+    """readRDS ``path`` and plan how it predicts; raise ModelUnavailable otherwise."""
     ri = rinterface
     try:
         with _LOCK:
             sexp = ri.baseenv["readRDS"](ri.StrSexpVector([path]))
-            is_glm = bool(ri.baseenv["inherits"](sexp, ri.StrSexpVector(["glm"]))[0])
     except Exception as exc:  # rpy2's RRuntimeError: corrupt, truncated, not an .rds
         raise ModelUnavailable(f"R cannot read the model file {path}: {exc}".strip()) from exc
-    if not is_glm:
-        raise ModelUnavailable(f"{path} does not hold a glm model")
     try:
         with _LOCK:
             model = _Model(ri, sexp, path)
-        model.probabilities([Applicant(gre=800.0, gpa=4.0, rank=1)])
+    except HandlerError:
+        raise
     except Exception as exc:
         raise ModelUnavailable(
             f"the model in {path} cannot predict from gre, gpa and rank: {exc}".strip()
         ) from exc
     if model.method != DIRECT:
-        _log_line(
-            {
-                "event": "model_predicts_with_predict_glm",
-                "path": path,
-                "unmatched": list(model.unmatched),
-            }
-        )
+        _log_line({"event": "model_predicts_with_predict", "path": path, **model.describe()})
     return model
 
 
@@ -704,7 +721,7 @@ def admit_probabilities(applicants: Sequence[Mapping[str, Any]]) -> list[float]:
 def admit_probability(gre: Any, gpa: Any, rank: Any) -> float:
     """P(admit) for one applicant; numbers or numeric strings."""
     applicant = parse_applicant({"gre": gre, "gpa": gpa, "rank": rank})
-    return get_model().probabilities([applicant])[0]
+    return get_model().probabilities([applicant], batch=False)[0]
 
 
 def pred_admit(gre: Any, gpa: Any, rank: Any) -> bool:
@@ -717,7 +734,7 @@ def _result(probability: float) -> dict[str, Any]:
 
 
 def _answer(request: Request) -> dict[str, Any]:
-    probabilities = get_model().probabilities(request.applicants)
+    probabilities = get_model().probabilities(request.applicants, request.batch)
     if request.batch:
         return {"results": [_result(p) for p in probabilities]}
     return _result(probabilities[0])
@@ -896,3 +913,38 @@ def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:
         return _handle_direct(event, invocation)
     finally:
         _log_invocation(invocation, started)
+
+
+# ----------------------------------------------------------------------- command line
+
+
+def check_model(path: str) -> dict[str, Any]:
+    """Load the model at ``path`` as a request would, and say how it predicts."""
+    os.environ["MODEL_PATH"] = path
+    reset_model_cache()
+    model = get_model()
+    started = time.perf_counter()
+    model.probabilities([Applicant(gre=800.0, gpa=4.0, rank=model.ranks[0])])
+    warm_ms = (time.perf_counter() - started) * 1000.0
+    return {"path": path, **model.describe(), "warm_call_ms": round(warm_ms, 4)}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python3 handler.py check-model PATH``: what a release's build host runs before
+    publishing. Prints how the model predicts as JSON, or the load-time error (exit 1)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[0] != "check-model":
+        sys.stderr.write("usage: python3 handler.py check-model MODEL.rds\n")
+        return 2
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # log lines; stdout is the report
+            report = check_model(args[1])
+    except HandlerError as exc:
+        sys.stderr.write(f"{exc.message}\n")
+        return 1
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -79,19 +79,31 @@ def r_eval(code: str) -> Any:
         return ri.baseenv["eval"](ri.parse(code))
 
 
-def r_predict(model: Any, applicants: Sequence[Mapping[str, Any]]) -> list[float]:
+def r_predict(
+    model: Any, applicants: Sequence[Mapping[str, Any]], rank_as: str = "numeric"
+) -> list[float]:
     """R's own predict(model, data.frame(gre, gpa, rank), type = "response").
 
-    The columns are built from the very doubles given (no decimal text in between);
-    rank is numeric, as README documents.
+    The columns are built from the very doubles given (no decimal text in between).
+    ``rank_as`` says how the model expects rank: ``numeric``, ``character``, or
+    ``factor``/``ordered`` with the levels the model records (model$xlevels$rank).
     """
     ri = handler._start_r()
     with handler._LOCK:
         stats = ri.baseenv["getNamespace"](ri.StrSexpVector(["stats"]))
+        rank: Any = ri.FloatSexpVector([float(a["rank"]) for a in applicants])
+        if rank_as != "numeric":
+            text = ri.baseenv["as.character"](rank)
+            rank = text
+            if rank_as in ("factor", "ordered"):
+                levels = r_eval("function(m) m$xlevels$rank")(model)
+                ordered = ri.BoolSexpVector([rank_as == "ordered"])
+                rank = ri.baseenv["factor"](text, levels=levels, ordered=ordered)
         frame = ri.baseenv["data.frame"](
             gre=ri.FloatSexpVector([float(a["gre"]) for a in applicants]),
             gpa=ri.FloatSexpVector([float(a["gpa"]) for a in applicants]),
-            rank=ri.FloatSexpVector([float(a["rank"]) for a in applicants]),
+            rank=rank,
+            stringsAsFactors=ri.BoolSexpVector([False]),
         )
         response = ri.StrSexpVector(["response"])
         return list(stats["predict"](model, newdata=frame, type=response))

@@ -319,8 +319,11 @@ def _save_rds(expression: str, path: Path) -> None:
     [
         (b"this is not an rds file", "R cannot read the model file {path}: "),
         (b"", "R cannot read the model file {path}: "),
-        ("1:3", "{path} does not hold a glm model"),
-        ("glm(am ~ wt, data = mtcars, family = binomial)", "the model in {path} cannot predict"),
+        ("1:3", "the model in {path} cannot be served: the model is of class 'integer'"),
+        (
+            "glm(am ~ wt, data = mtcars, family = binomial)",
+            "the model in {path} cannot be served: the model uses variable 'wt'",
+        ),
     ],
     ids=["garbage", "empty", "not a glm", "another glm"],
 )

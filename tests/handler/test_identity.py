@@ -5,19 +5,15 @@ the family's inverse link) instead of calling predict(); every comparison here i
 the exact bits of the doubles (float.hex), for single applicants and for batches.
 """
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from handler_support import (
-    TRAINING_CSV,
     TrainedModel,
     bits,
     handler,
-    r_eval,
     r_predict,
     r_read_model,
-    r_string,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -129,79 +125,3 @@ def test_any_single_applicant_is_identical_to_one_row_predict(
 @given(applicants=st.lists(valid_applicants, min_size=1, max_size=60))
 def test_any_batch_is_identical_to_predict(r_model: Any, applicants: list[dict[str, Any]]) -> None:
     assert bits(handler.admit_probabilities(applicants)) == bits(r_predict(r_model, applicants))
-
-
-# ------------------------------------------------------------- other models of admissions
-
-
-def _fit(tmp_path: Path, formula: str, family: str) -> Path:
-    """Fit a model the way train.R does (rank a factor, numeric rank accepted), untrimmed."""
-    out = tmp_path / "model.rds"
-    r_eval(
-        f"""local({{
-          levels <- c("1", "2", "3", "4")
-          data <- read.csv({r_string(str(TRAINING_CSV))})
-          data$rank <- factor(data$rank, levels = levels)
-          model <- glm({formula}, family = {family}, data = data)
-          predvars <- attr(model$terms, "predvars")
-          at <- match("rank", vapply(as.list(predvars)[-1], deparse, "")) + 1
-          predvars[[at]] <- bquote(factor(rank, levels = .(levels)))
-          attr(model$terms, "predvars") <- predvars
-          saveRDS(model, {r_string(str(out))})
-        }})"""
-    )
-    return out
-
-
-@pytest.mark.parametrize(
-    ("formula", "family", "method", "unmatched"),
-    [
-        ("admit ~ gre + gpa + rank", "binomial", handler.DIRECT, ()),
-        ("admit ~ gre + gpa + rank", "binomial(link = 'probit')", handler.DIRECT, ()),
-        ("admit ~ gre + gpa + rank", "binomial(link = 'cloglog')", handler.DIRECT, ()),
-        ("admit ~ gre + gpa + rank", "quasibinomial", handler.DIRECT, ()),
-        (
-            "admit ~ gpa + gre + rank",
-            "binomial",
-            handler.PREDICT_GLM,
-            ("coefficients", "terms", "predvars"),
-        ),
-        (
-            "admit ~ gre + gpa + rank + offset(gpa / 10)",
-            "binomial",
-            handler.PREDICT_GLM,
-            ("predvars", "offset"),
-        ),
-        (
-            "admit ~ gre + I(gpa^2) + rank",
-            "binomial",
-            handler.PREDICT_GLM,
-            ("coefficients", "terms", "predvars"),
-        ),
-    ],
-    ids=["logit", "probit", "cloglog", "quasibinomial", "reordered", "offset", "gpa squared"],
-)
-def test_other_models_are_predicted_identically_directly_or_with_predict(
-    fresh_model_cache: None,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture,
-    formula: str,
-    family: str,
-    method: str,
-    unmatched: tuple[str, ...],
-) -> None:
-    path = _fit(tmp_path, formula, family)
-    monkeypatch.setenv("MODEL_PATH", str(path))
-    capsys.readouterr()
-    model = handler.get_model()
-    assert (model.method, model.unmatched) == (method, unmatched)
-    logged = capsys.readouterr().out
-    if method == handler.PREDICT_GLM:
-        assert f'"event":"model_predicts_with_predict_glm","path":"{path}"' in logged
-    else:
-        assert logged == ""
-    applicants = COARSE_GRID + EDGES
-    expected = bits(r_predict(r_read_model(path), applicants))
-    assert bits(handler.admit_probabilities(applicants)) == expected
-    assert bits(_singles(applicants)) == expected

@@ -138,6 +138,7 @@ def test_packaged_r_next_to_the_handler_becomes_r_home(
     package = tmp_path / "package"
     package.mkdir()
     shutil.copy(HANDLER_DIR / "handler.py", package / "handler.py")
+    shutil.copy(HANDLER_DIR / "admission_model.R", package / "admission_model.R")
     (package / "R").symlink_to(r_home, target_is_directory=True)
     report = _run_audited(package, _child_env(trained_model.trimmed, R_HOME=None))
     assert report["R_HOME"] == str(package / "R")
@@ -150,6 +151,7 @@ def test_model_bundled_next_to_the_handler_is_used(
     trained_model: TrainedModel, r_home: str, tmp_path: Path
 ) -> None:
     shutil.copy(HANDLER_DIR / "handler.py", tmp_path / "handler.py")
+    shutil.copy(HANDLER_DIR / "admission_model.R", tmp_path / "admission_model.R")
     shutil.copy(trained_model.trimmed, tmp_path / "admission.rds")
     env = _child_env(trained_model.trimmed, R_HOME=r_home, MODEL_PATH=None)
     env["MODEL_BUCKET"] = "must-not-be-used"
@@ -201,8 +203,9 @@ def test_run_checks_passes_in_the_repository_and_writes_junit(
 ) -> None:
     libr_dir = os.path.dirname(os.path.realpath(os.path.join(r_home, "lib", "libR.so")))
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=libr_dir,
-                     EXPECT_PYTHON=python)
+    env = _child_env(
+        trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=libr_dir, EXPECT_PYTHON=python
+    )
     done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
     assert done.returncode == 0, done.stdout + done.stderr
     # Skipped: the read-only check, which needs an unprivileged user (the clean host runs it).

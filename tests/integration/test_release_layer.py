@@ -80,8 +80,13 @@ def test_a_layer_release_publishes_a_shared_layer_and_a_small_function_zip(
     assert (runtime["passed"], runtime["failed"]) == (5, 0)
     assert keys(client, layer_bucket, f"releases/{version}/") == sorted(
         f"releases/{version}/{name}"
-        for name in ("function.zip", "admission.rds", "manifest.json", "package-test.xml",
-                     "lambda-runtime.xml")
+        for name in (
+            "function.zip",
+            "admission.rds",
+            "manifest.json",
+            "package-test.xml",
+            "lambda-runtime.xml",
+        )
     )
     assert keys(client, layer_bucket, "layers/") == [
         f"layers/{layer['id']}/layer.zip",

@@ -61,7 +61,10 @@ def test_release_publishes_a_package_verified_on_a_clean_host(
     assert keys(client, bucket, f"releases/{version}/") == sorted(
         f"releases/{version}/{name}"
         for name in (
-            "admission.zip", "admission.rds", "manifest.json", "package-test.xml",
+            "admission.zip",
+            "admission.rds",
+            "manifest.json",
+            "package-test.xml",
             "lambda-runtime.xml",
         )
     )
@@ -115,7 +118,10 @@ def test_release_targets_lambdas_python_3_13_runtime_by_default(
     latest = read_json(client, bucket, "releases/latest.json")
     manifest = read_json(client, bucket, f"releases/{latest['version']}/manifest.json")
     assert manifest["target_runtime"] == {
-        "name": "python3.13", "os": "Amazon Linux 2023", "glibc": "2.34", "python": "3.13",
+        "name": "python3.13",
+        "os": "Amazon Linux 2023",
+        "glibc": "2.34",
+        "python": "3.13",
     }
     assert manifest["python_version"] == "3.13"
     assert manifest["glibc"]["target_max"] == "2.34"
@@ -123,9 +129,9 @@ def test_release_targets_lambdas_python_3_13_runtime_by_default(
     assert needed <= (2, 34)
     assert tuple(int(x) for x in manifest["r_version"].split(".")) >= (4, 4, 0)
     assert manifest["rpy2_version"] == "3.6.9"
-    with zipfile.ZipFile(io.BytesIO(
-        client.get_object(Bucket=bucket, Key=manifest["zip"]["key"])["Body"].read()
-    )) as archive:
+    with zipfile.ZipFile(
+        io.BytesIO(client.get_object(Bucket=bucket, Key=manifest["zip"]["key"])["Body"].read())
+    ) as archive:
         names = archive.namelist()
     extensions = [n for n in names if n.endswith(".so") and not n.startswith(("R/", "lib/"))]
     assert extensions and all(".abi3." in n or ".cpython-313-" in n for n in extensions), extensions
@@ -148,9 +154,13 @@ def test_clean_host_ran_the_handler_under_lambdas_runtime_client(
     assert 0 < float(runtime["init_s"]) < 10
     assert 0 < float(runtime["first_invoke_s"]) < 10
     assert 0 < float(runtime["peak_rss_mb"]) <= 128
-    junit = client.get_object(
-        Bucket=bucket, Key=f"releases/{latest['version']}/lambda-runtime.xml"
-    )["Body"].read().decode()
+    junit = (
+        client.get_object(Bucket=bucket, Key=f"releases/{latest['version']}/lambda-runtime.xml")[
+            "Body"
+        ]
+        .read()
+        .decode()
+    )
     for posted in ("/response", "/error", '"statusCode": 400', "0.7384"):
         assert posted in junit.replace("&quot;", '"'), posted
 
@@ -181,12 +191,21 @@ def test_ami_watch_sees_the_base_image_of_the_latest_release(
     manifest = read_json(client, bucket, f"releases/{latest['version']}/manifest.json")
     image_id = subprocess.run(
         ["podman", "image", "inspect", "--format", "{{.Id}}", manifest["ami"]["name"]],
-        capture_output=True, text=True, check=True).stdout.strip()
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
     run = run_command(
-        [str(REPO / "scripts" / "ami-watch"), "-e", f"release_bucket={bucket}",
-         "-e", f"ami_watch_report_dir={tmp_path}"],
-        name="ami-watch-local", env={"AMI_WATCH_STATE_DIR": str(tmp_path / "watch")},
+        [
+            str(REPO / "scripts" / "ami-watch"),
+            "-e",
+            f"release_bucket={bucket}",
+            "-e",
+            f"ami_watch_report_dir={tmp_path}",
+        ],
+        name="ami-watch-local",
+        env={"AMI_WATCH_STATE_DIR": str(tmp_path / "watch")},
     ).check()
 
     decision = json.loads((tmp_path / "ami_watch.json").read_text())
@@ -212,8 +231,13 @@ def test_a_runtime_without_a_local_stand_in_stops_before_building(bucket: str) -
     client = s3_client()
     before = keys(client, bucket)
     run = run_playbook(
-        "playbooks/release.yml", "-e", f"release_bucket={bucket}",
-        "-e", "release_target_runtime=python3.12", "-e", "release_force=true",
+        "playbooks/release.yml",
+        "-e",
+        f"release_bucket={bucket}",
+        "-e",
+        "release_target_runtime=python3.12",
+        "-e",
+        "release_force=true",
         name="release-python3.12-local",
     )
     assert run.returncode != 0
@@ -238,12 +262,26 @@ def test_podman_is_usable_here() -> None:
 def _plant_container(name: str) -> None:
     image = subprocess.run(
         ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/r-lambda-base"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()[0]
     subprocess.run(
-        ["podman", "run", "-d", "--init", "--name", name, "--label", f"r-lambda.run_id={name}",
-         image, "sleep", "infinity"],
-        capture_output=True, check=True,
+        [
+            "podman",
+            "run",
+            "-d",
+            "--init",
+            "--name",
+            name,
+            "--label",
+            f"r-lambda.run_id={name}",
+            image,
+            "sleep",
+            "infinity",
+        ],
+        capture_output=True,
+        check=True,
     )
 
 
@@ -265,8 +303,14 @@ def test_reaper_removes_only_hosts_older_than_the_limit(first_release: dict) -> 
         assert name in containers_left()
 
         applied = run_playbook(
-            "playbooks/reap.yml", "-e", "reap_apply=true", "-e", "reap_older_than_hours=0",
-            "-e", f"reap_run_id={name}", name="reap-applied",
+            "playbooks/reap.yml",
+            "-e",
+            "reap_apply=true",
+            "-e",
+            "reap_older_than_hours=0",
+            "-e",
+            f"reap_run_id={name}",
+            name="reap-applied",
         )
         applied.check()
         assert name not in containers_left()

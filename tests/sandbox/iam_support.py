@@ -48,8 +48,13 @@ S3_OBJECT_MODES = {
     # HeadObject, then PutObject with the default canned ACL (x-amz-acl: private, which
     # needs PutObjectAcl), in parts for a large file (multipart upload: PutObject, and
     # AbortMultipartUpload when it fails); overwrite=different compares ETags, reads tags.
-    "put": {"s3:GetObject", "s3:PutObject", "s3:PutObjectAcl", "s3:GetObjectTagging",
-            "s3:AbortMultipartUpload"},
+    "put": {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:PutObjectAcl",
+        "s3:GetObjectTagging",
+        "s3:AbortMultipartUpload",
+    },
     "get": {"s3:GetObject"},
     "getstr": {"s3:GetObject"},
     "list": {"s3:ListBucket"},
@@ -95,10 +100,15 @@ def _module_actions(call: Call) -> set[str]:
         # sts:GetCallerIdentity too, which needs no permission.
         if state == "absent":
             return {"ec2:DescribeSecurityGroups", "ec2:DeleteSecurityGroup"}
-        return {"ec2:DescribeSecurityGroups", "ec2:CreateSecurityGroup", "ec2:CreateTags",
-                "ec2:DescribeTags", "ec2:AuthorizeSecurityGroupIngress",
-                # purge_rules (default): a rule no longer wanted is revoked.
-                "ec2:RevokeSecurityGroupIngress"}
+        return {
+            "ec2:DescribeSecurityGroups",
+            "ec2:CreateSecurityGroup",
+            "ec2:CreateTags",
+            "ec2:DescribeTags",
+            "ec2:AuthorizeSecurityGroupIngress",
+            # purge_rules (default): a rule no longer wanted is revoked.
+            "ec2:RevokeSecurityGroupIngress",
+        }
     if name == "ec2_instance":
         if state in ("absent", "terminated"):
             return {"ec2:DescribeInstances", "ec2:TerminateInstances"}
@@ -108,10 +118,17 @@ def _module_actions(call: Call) -> set[str]:
         # (ModifyInstanceAttribute: moto reports no groups for an instance launched with
         # them in its network interface, so the module sets them again); an existing
         # instance's tags are read.
-        actions = {"ec2:DescribeInstances", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
-                   "ec2:RunInstances", "ec2:CreateTags", "ec2:DescribeInstanceStatus",
-                   "ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute",
-                   "ec2:DescribeTags"}
+        actions = {
+            "ec2:DescribeInstances",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeSecurityGroups",
+            "ec2:RunInstances",
+            "ec2:CreateTags",
+            "ec2:DescribeInstanceStatus",
+            "ec2:DescribeInstanceAttribute",
+            "ec2:ModifyInstanceAttribute",
+            "ec2:DescribeTags",
+        }
         if call.arg("iam_instance_profile"):
             actions |= {"iam:PassRole", "iam:GetInstanceProfile"}
         return actions
@@ -170,12 +187,18 @@ def aws_calls() -> list[Call]:
                     if not key.startswith(AWS_COLLECTIONS) or key == "amazon.aws.aws":
                         continue
                     args = value if isinstance(value, dict) else {}
-                    calls.append(Call(
-                        key.split(".", 2)[2],
-                        tuple(sorted((k, v if isinstance(v, str) else json.dumps(v, default=str))
-                                     for k, v in args.items())),
-                        where,
-                    ))
+                    calls.append(
+                        Call(
+                            key.split(".", 2)[2],
+                            tuple(
+                                sorted(
+                                    (k, v if isinstance(v, str) else json.dumps(v, default=str))
+                                    for k, v in args.items()
+                                )
+                            ),
+                            where,
+                        )
+                    )
     return calls
 
 
@@ -210,9 +233,14 @@ S3_BUCKET_SUBRESOURCES = {
     ("GET", "location"): "s3:GetBucketLocation",
     ("GET", "versions"): "s3:ListBucketVersions",
 }
-S3_OBJECT_METHODS = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject",
-                     # CreateMultipartUpload, CompleteMultipartUpload
-                     "POST": "s3:PutObject", "DELETE": "s3:DeleteObject"}
+S3_OBJECT_METHODS = {
+    "GET": "s3:GetObject",
+    "HEAD": "s3:GetObject",
+    "PUT": "s3:PutObject",
+    # CreateMultipartUpload, CompleteMultipartUpload
+    "POST": "s3:PutObject",
+    "DELETE": "s3:DeleteObject",
+}
 
 
 def recorded_action(request: dict) -> str | None:
@@ -248,8 +276,12 @@ def recorded_action(request: dict) -> str | None:
     for (verb, sub), action in S3_BUCKET_SUBRESOURCES.items():
         if verb == method and sub in query:
             return action
-    return {"HEAD": "s3:ListBucket", "GET": "s3:ListBucket", "PUT": "s3:CreateBucket",
-            "DELETE": "s3:DeleteBucket"}[method]
+    return {
+        "HEAD": "s3:ListBucket",
+        "GET": "s3:ListBucket",
+        "PUT": "s3:CreateBucket",
+        "DELETE": "s3:DeleteBucket",
+    }[method]
 
 
 def from_the_playbooks(request: dict) -> bool:

@@ -77,8 +77,13 @@ class Pending:
     def wait(self) -> Run:
         output = self.proc.communicate()[0]
         self.log.write_text(output)
-        run = Run(self.proc.returncode, output, self.log,
-                  round(time.monotonic() - self.started, 1), self.state_dir)
+        run = Run(
+            self.proc.returncode,
+            output,
+            self.log,
+            round(time.monotonic() - self.started, 1),
+            self.state_dir,
+        )
         found = re.search(r"\(run (r[0-9]+-[0-9a-f]+)\)", output)
         if found:
             self.sandbox.runs.append(found.group(1))
@@ -116,14 +121,20 @@ class Sandbox:
         running at the same time (this session's, or a local one)."""
         state, dist = self.workdir / name / "state", self.workdir / name / "dist"
         return [
-            "-e", f"release_state_dir={state}",
-            "-e", f"release_dist_dir={dist}",
-            "-e", f"lambda_package_dist_dir={dist}",
-            "-e", f"package_test_results_dir={dist}",
-            "-e", f"artifact_store_tmp_dir={state}/tmp",
+            "-e",
+            f"release_state_dir={state}",
+            "-e",
+            f"release_dist_dir={dist}",
+            "-e",
+            f"lambda_package_dist_dir={dist}",
+            "-e",
+            f"package_test_results_dir={dist}",
+            "-e",
+            f"artifact_store_tmp_dir={state}/tmp",
             # A wheelhouse of the sandbox's own: a local release may bundle build inputs
             # there under the same digest-named file at the same time.
-            "-e", f"lambda_package_wheelhouse={REPO}/.state/sandbox/wheelhouse",
+            "-e",
+            f"lambda_package_wheelhouse={REPO}/.state/sandbox/wheelhouse",
         ]
 
     def client(self, service: str):
@@ -135,14 +146,25 @@ class Sandbox:
             region_name=self.region,
         )
 
-    def start(self, playbook: str, *extra: str, name: str, env: dict[str, str] | None = None,
-              inventory: str = "inventory/sandbox") -> Pending:
+    def start(
+        self,
+        playbook: str,
+        *extra: str,
+        name: str,
+        env: dict[str, str] | None = None,
+        inventory: str = "inventory/sandbox",
+    ) -> Pending:
         """Start a playbook from the repository root; its output goes to dist/test-logs."""
-        return self.start_command([str(VENV_BIN / "ansible-playbook"), playbook, "-i", inventory,
-                                   *extra], log_name=name, state_name=name, env=env)
+        return self.start_command(
+            [str(VENV_BIN / "ansible-playbook"), playbook, "-i", inventory, *extra],
+            log_name=name,
+            state_name=name,
+            env=env,
+        )
 
-    def start_command(self, argv: list[str], *, log_name: str, state_name: str,
-                      env: dict[str, str] | None = None) -> Pending:
+    def start_command(
+        self, argv: list[str], *, log_name: str, state_name: str, env: dict[str, str] | None = None
+    ) -> Pending:
         """Start a command from the repository root; its output goes to dist/test-logs."""
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         proc = subprocess.Popen(
@@ -153,20 +175,42 @@ class Sandbox:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        return Pending(proc, LOG_DIR / f"sandbox-{log_name}.log", time.monotonic(),
-                       self.workdir / state_name / "state", self)
+        return Pending(
+            proc,
+            LOG_DIR / f"sandbox-{log_name}.log",
+            time.monotonic(),
+            self.workdir / state_name / "state",
+            self,
+        )
 
-    def playbook(self, playbook: str, *extra: str, name: str,
-                 env: dict[str, str] | None = None) -> Run:
+    def playbook(
+        self, playbook: str, *extra: str, name: str, env: dict[str, str] | None = None
+    ) -> Run:
         return self.start(playbook, *extra, name=name, env=env).wait()
 
-    def start_release(self, *extra: str, name: str, env: dict[str, str] | None = None,
-                      inventory: str = "inventory/sandbox") -> Pending:
-        return self.start("playbooks/release.yml", *self.isolation(name), *extra,
-                          name=name, env=env, inventory=inventory)
+    def start_release(
+        self,
+        *extra: str,
+        name: str,
+        env: dict[str, str] | None = None,
+        inventory: str = "inventory/sandbox",
+    ) -> Pending:
+        return self.start(
+            "playbooks/release.yml",
+            *self.isolation(name),
+            *extra,
+            name=name,
+            env=env,
+            inventory=inventory,
+        )
 
-    def release(self, *extra: str, name: str, env: dict[str, str] | None = None,
-                inventory: str = "inventory/sandbox") -> Run:
+    def release(
+        self,
+        *extra: str,
+        name: str,
+        env: dict[str, str] | None = None,
+        inventory: str = "inventory/sandbox",
+    ) -> Run:
         return self.start_release(*extra, name=name, env=env, inventory=inventory).wait()
 
     def leftovers(self, run: Run) -> dict[str, list[str]]:
@@ -182,8 +226,11 @@ class Sandbox:
         groups = ec2.describe_security_groups(Filters=run_filter)["SecurityGroups"]
         return {
             "instances": [i["InstanceId"] for r in reservations for i in r["Instances"]],
-            "key_pairs": [k["KeyName"] for k in keys if run_id in k["KeyName"]
-                          or any(t["Value"] == run_id for t in k.get("Tags", []))],
+            "key_pairs": [
+                k["KeyName"]
+                for k in keys
+                if run_id in k["KeyName"] or any(t["Value"] == run_id for t in k.get("Tags", []))
+            ],
             "security_groups": [g["GroupId"] for g in groups],
             "containers": containers(run_id),
             "state": [str(p) for p in (run.state_dir / "runs" / run_id).glob("*")],
@@ -195,7 +242,9 @@ def containers(run_id: str | None = None) -> list[str]:
     label = "r-lambda.run_id" + (f"={run_id}" if run_id else "")
     out = subprocess.run(
         ["podman", "ps", "--all", "--filter", f"label={label}", "--format", "{{.Names}}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return out.split()
 
@@ -209,12 +258,19 @@ def start_moto(workdir: Path) -> tuple[subprocess.Popen, Sandbox]:
     """A moto server on a free loopback port, recording every request it serves."""
     port = free_port()
     recording = workdir / "moto-recording.jsonl"
-    env = dict(os.environ, **MOTO_STRICT, MOTO_ENABLE_RECORDING="True",
-               MOTO_RECORDER_FILEPATH=str(recording))
+    env = dict(
+        os.environ,
+        **MOTO_STRICT,
+        MOTO_ENABLE_RECORDING="True",
+        MOTO_RECORDER_FILEPATH=str(recording),
+    )
     log = (workdir / "moto.log").open("w")
     proc = subprocess.Popen(
         [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(100):

@@ -28,8 +28,13 @@ PARAMETER = "/r-lambda/watch/al2023"
 PATTERN = "r-lambda-watch-al2023-*"
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 TOPIC = "r-lambda-watch"
-NOTHING_LEFT = {"instances": [], "key_pairs": [], "security_groups": [], "containers": [],
-                "state": []}
+NOTHING_LEFT = {
+    "instances": [],
+    "key_pairs": [],
+    "security_groups": [],
+    "containers": [],
+    "state": [],
+}
 
 
 @dataclass
@@ -58,17 +63,25 @@ class Watcher:
 
     def start(self, *extra: str, case: str, wait: int | None = None) -> Pending:
         """Start the watch; extra: ansible-playbook options; wait: --wait seconds."""
-        argv = [str(REPO / "scripts" / "ami-watch"), *(["--wait", str(wait)] if wait else []),
-                "-i", "inventory/sandbox", *self.sandbox.isolation(NAME),
-                "-e", f"release_bucket={BUCKET}",
-                "-e", f"ec2_host_ami_ssm_parameter={PARAMETER}",
-                "-e", "ec2_host_ami_owner=self",
-                "-e", f"ec2_host_ami_name_pattern={PATTERN}",
-                *extra]
+        argv = [
+            str(REPO / "scripts" / "ami-watch"),
+            *(["--wait", str(wait)] if wait else []),
+            "-i",
+            "inventory/sandbox",
+            *self.sandbox.isolation(NAME),
+            "-e",
+            f"release_bucket={BUCKET}",
+            "-e",
+            f"ec2_host_ami_ssm_parameter={PARAMETER}",
+            "-e",
+            "ec2_host_ami_owner=self",
+            "-e",
+            f"ec2_host_ami_name_pattern={PATTERN}",
+            *extra,
+        ]
         env = dict(self.sandbox.env, AMI_WATCH_STATE_DIR=str(self.state))
         self.report.unlink(missing_ok=True)
-        return self.sandbox.start_command(argv, log_name=f"{NAME}-{case}", state_name=NAME,
-                                          env=env)
+        return self.sandbox.start_command(argv, log_name=f"{NAME}-{case}", state_name=NAME, env=env)
 
     def finish(self, pending: Pending, case: str) -> Watch:
         run = pending.wait()
@@ -80,7 +93,8 @@ class Watcher:
             release = Run(decision["release_rc"], log.read_text(), log, 0.0, run.state_dir)
             self.sandbox.runs.append(release.run_id)  # its containers are removed at the end
         LOG_DIR.joinpath(f"sandbox-{NAME}-decisions.json").write_text(
-            json.dumps(self.decisions, indent=1))
+            json.dumps(self.decisions, indent=1)
+        )
         return Watch(run, decision, release)
 
     def watch(self, *extra: str, case: str) -> Watch:
@@ -170,8 +184,9 @@ def same_ami(sandbox: Sandbox, watcher: Watcher, no_release_yet: Watch) -> tuple
     return watch, before, s3_snapshot(sandbox, BUCKET)
 
 
-def test_same_ami_does_not_rebuild(same_ami: tuple[Watch, dict, dict], first_ami: str,
-                                   no_release_yet: Watch) -> None:
+def test_same_ami_does_not_rebuild(
+    same_ami: tuple[Watch, dict, dict], first_ami: str, no_release_yet: Watch
+) -> None:
     watch, before, after = same_ami
     decision = watch.decision
     assert decision["rebuild"] is False and decision["outcome"] == "not_needed"
@@ -186,13 +201,20 @@ def second_ami(sandbox: Sandbox, same_ami: tuple[Watch, dict, dict]) -> str:
     return register_ami(sandbox, "r-lambda-watch-al2023-0002")
 
 
-@pytest.mark.parametrize(("how", "report_only"), [
-    (("--check",), "check mode"),
-    (("-e", "ami_watch_rebuild=false"), "ami_watch_rebuild is false"),
-])
+@pytest.mark.parametrize(
+    ("how", "report_only"),
+    [
+        (("--check",), "check mode"),
+        (("-e", "ami_watch_rebuild=false"), "ami_watch_rebuild is false"),
+    ],
+)
 def test_new_ami_is_only_reported_in_check_mode_or_with_rebuild_off(
-    sandbox: Sandbox, watcher: Watcher, second_ami: str, first_ami: str,
-    how: tuple[str, ...], report_only: str,
+    sandbox: Sandbox,
+    watcher: Watcher,
+    second_ami: str,
+    first_ami: str,
+    how: tuple[str, ...],
+    report_only: str,
 ) -> None:
     before = s3_snapshot(sandbox, BUCKET)
     watch = watcher.watch(*how, case=f"reported-{how[-1].split('=')[0]}").check()
@@ -210,18 +232,25 @@ def topic(sandbox: Sandbox) -> tuple[str, str]:
     sns, sqs = sandbox.client("sns"), sandbox.client("sqs")
     arn = sns.create_topic(Name=TOPIC)["TopicArn"]
     queue = sqs.create_queue(QueueName="r-lambda-watch-notifications")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(
-        QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
     return arn, queue
 
 
 @pytest.fixture(scope="module")
-def new_ami(sandbox: Sandbox, watcher: Watcher, second_ami: str,
-            topic: tuple[str, str]) -> tuple[Watch, dict]:
+def new_ami(
+    sandbox: Sandbox, watcher: Watcher, second_ami: str, topic: tuple[str, str]
+) -> tuple[Watch, dict]:
     before = latest(sandbox)
-    watch = watcher.watch("-e", '{"ami_watch_notify": ["log", "sns"]}',
-                          "-e", f"ami_watch_sns_topic_arn={topic[0]}", case="new-ami")
+    watch = watcher.watch(
+        "-e",
+        '{"ami_watch_notify": ["log", "sns"]}',
+        "-e",
+        f"ami_watch_sns_topic_arn={topic[0]}",
+        case="new-ami",
+    )
     return watch.check(), before
 
 
@@ -233,8 +262,10 @@ def test_new_registered_ami_rebuilds_and_moves_latest(
     assert decision["rebuild"] is True and decision["outcome"] == "succeeded"
     assert decision["released_ami"] == first_ami and decision["current_ami"] == second_ami
     assert decision["released_version"] == before["version"]
-    assert decision["reason"] == (f"the AMI changed: release {before['version']} was built on "
-                                  f"{first_ami}, the current one is {second_ami}")
+    assert decision["reason"] == (
+        f"the AMI changed: release {before['version']} was built on "
+        f"{first_ami}, the current one is {second_ami}"
+    )
     pointer = latest(sandbox)
     assert pointer["version"] == decision["new_version"] != before["version"]
     manifest = manifest_of(sandbox, pointer["version"])
@@ -242,43 +273,57 @@ def test_new_registered_ami_rebuilds_and_moves_latest(
     assert sandbox.leftovers(watch.release) == NOTHING_LEFT
 
 
-def test_sns_notifier_sends_the_decision(sandbox: Sandbox, new_ami: tuple[Watch, dict],
-                                         topic: tuple[str, str]) -> None:
+def test_sns_notifier_sends_the_decision(
+    sandbox: Sandbox, new_ami: tuple[Watch, dict], topic: tuple[str, str]
+) -> None:
     decision = new_ami[0].decision
-    messages = sandbox.client("sqs").receive_message(
-        QueueUrl=topic[1], MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
+    messages = (
+        sandbox.client("sqs")
+        .receive_message(QueueUrl=topic[1], MaxNumberOfMessages=10, WaitTimeSeconds=2)
+        .get("Messages", [])
+    )
     assert len(messages) == 1, "one notification per run"
     envelope = json.loads(messages[0]["Body"])
     assert envelope["Subject"] == "r-lambda AMI watch (sandbox): succeeded"
     assert envelope["Message"].startswith(
-        f"rebuilt and released {decision['new_version']} on {decision['new_ami']}")
-    assert json.loads(envelope["Message"].split("\n\n", 1)[1])["watch_run_id"] == \
-        decision["watch_run_id"]
+        f"rebuilt and released {decision['new_version']} on {decision['new_ami']}"
+    )
+    assert (
+        json.loads(envelope["Message"].split("\n\n", 1)[1])["watch_run_id"]
+        == decision["watch_run_id"]
+    )
 
 
 def test_a_bad_sns_topic_is_refused_before_anything_runs(
     sandbox: Sandbox, watcher: Watcher, new_ami: tuple[Watch, dict]
 ) -> None:
     before = s3_snapshot(sandbox, BUCKET)
-    watch = watcher.watch("-e", '{"ami_watch_notify": ["sns"]}',
-                          "-e", "ami_watch_sns_topic_arn=r-lambda-watch", case="bad-topic")
+    watch = watcher.watch(
+        "-e",
+        '{"ami_watch_notify": ["sns"]}',
+        "-e",
+        "ami_watch_sns_topic_arn=r-lambda-watch",
+        case="bad-topic",
+    )
     assert watch.run.returncode != 0 and watch.decision is None
     assert "ami_watch_sns_topic_arn must be an SNS topic ARN" in watch.run.output
     assert s3_snapshot(sandbox, BUCKET) == before
 
 
 @pytest.fixture(scope="module")
-def failed_rebuild(sandbox: Sandbox, watcher: Watcher, new_ami: tuple[Watch, dict]
-                   ) -> tuple[Watch, str, dict, dict]:
+def failed_rebuild(
+    sandbox: Sandbox, watcher: Watcher, new_ami: tuple[Watch, dict]
+) -> tuple[Watch, str, dict, dict]:
     """The SSM parameter now names a third AMI; the rebuild it triggers cannot launch."""
     third = register_ami(sandbox, "r-lambda-watch-other-0003")  # not matched by the pattern
-    sandbox.client("ssm").put_parameter(Name=PARAMETER, Value=third, Type="String",
-                                        Overwrite=True)
+    sandbox.client("ssm").put_parameter(Name=PARAMETER, Value=third, Type="String", Overwrite=True)
     before = s3_snapshot(sandbox, BUCKET)
     pointer = latest(sandbox)
     watch = watcher.watch(
-        "-e", '{"ec2_host_instance_types": {"build": "t2.no-such-type", "test": "t2.micro"}}',
-        case="failed-rebuild")
+        "-e",
+        '{"ec2_host_instance_types": {"build": "t2.no-such-type", "test": "t2.micro"}}',
+        case="failed-rebuild",
+    )
     return watch, third, before, pointer
 
 
@@ -303,7 +348,8 @@ def test_failed_rebuild_is_reported_and_leaves_latest_alone(
     assert decision["outcome"] == "failed" and decision["release_rc"] != 0
     assert decision["new_version"] is None
     assert decision["summary"].startswith(
-        f"rebuild FAILED, latest.json still points to {pointer['version']}")
+        f"rebuild FAILED, latest.json still points to {pointer['version']}"
+    )
     assert "t2.no-such-type" in watch.release.output
     assert "FAILED (exit" in watch.run.output
     assert latest(sandbox) == pointer

@@ -22,22 +22,38 @@ def run_resources(sandbox: Sandbox, run_id: str) -> dict[str, list[str]]:
     ec2 = sandbox.client("ec2")
     run = [{"Name": "tag:run_id", "Values": [run_id]}]
     reservations = ec2.describe_instances(
-        Filters=[*run, {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+        Filters=[*run, {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    )
     return {
-        "instances": sorted(i["InstanceId"]
-                            for r in reservations["Reservations"] for i in r["Instances"]),
+        "instances": sorted(
+            i["InstanceId"] for r in reservations["Reservations"] for i in r["Instances"]
+        ),
         "key_pairs": [k["KeyName"] for k in ec2.describe_key_pairs(Filters=run)["KeyPairs"]],
-        "security_groups": [g["GroupName"]
-                            for g in ec2.describe_security_groups(Filters=run)["SecurityGroups"]],
+        "security_groups": [
+            g["GroupName"] for g in ec2.describe_security_groups(Filters=run)["SecurityGroups"]
+        ],
     }
 
 
 def run_hosts(sandbox: Sandbox, run_id: str, state: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(VENV_BIN / "ansible-playbook"), "tests/sandbox/playbooks/run_hosts.yml",
-         "-i", "inventory/sandbox", "-e", f"run_id={run_id}", "-e", f"run_state={state}",
-         "-e", f"run_state_dir={sandbox.workdir / 'runs'}"],
-        cwd=REPO, env=sandbox.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "tests/sandbox/playbooks/run_hosts.yml",
+            "-i",
+            "inventory/sandbox",
+            "-e",
+            f"run_id={run_id}",
+            "-e",
+            f"run_state={state}",
+            "-e",
+            f"run_state_dir={sandbox.workdir / 'runs'}",
+        ],
+        cwd=REPO,
+        env=sandbox.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -86,20 +102,30 @@ def planted(sandbox: Sandbox) -> Iterator[dict[str, dict[str, str]]]:
     ami = sandbox.client("ssm").get_parameter(Name=AL2023_PARAMETER)["Parameter"]["Value"]
     vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
     plants: dict[str, dict[str, str]] = {}
-    for name, project, created in [("reap-stale", PROJECT, stamp(24)),
-                                   ("reap-fresh", PROJECT, stamp(0.02)),
-                                   ("reap-foreign", "another-project", stamp(24)),
-                                   ("reap-undated", PROJECT, "")]:
+    for name, project, created in [
+        ("reap-stale", PROJECT, stamp(24)),
+        ("reap-fresh", PROJECT, stamp(0.02)),
+        ("reap-foreign", "another-project", stamp(24)),
+        ("reap-undated", PROJECT, ""),
+    ]:
         tags = [{"Key": "project", "Value": project}, {"Key": "run_id", "Value": name}]
         tags += [{"Key": "created_at", "Value": created}] if created else []
         key = f"{PROJECT}-{name}"
-        ec2.create_key_pair(KeyName=key, TagSpecifications=[
-            {"ResourceType": "key-pair", "Tags": tags}])
+        ec2.create_key_pair(
+            KeyName=key, TagSpecifications=[{"ResourceType": "key-pair", "Tags": tags}]
+        )
         group = ec2.create_security_group(
-            GroupName=key, Description="planted", VpcId=vpc["VpcId"],
-            TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}])["GroupId"]
+            GroupName=key,
+            Description="planted",
+            VpcId=vpc["VpcId"],
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}],
+        )["GroupId"]
         instance = ec2.run_instances(
-            ImageId=ami, InstanceType="t2.micro", MinCount=1, MaxCount=1, KeyName=key,
+            ImageId=ami,
+            InstanceType="t2.micro",
+            MinCount=1,
+            MaxCount=1,
+            KeyName=key,
             SecurityGroupIds=[group],
             TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
         )["Instances"][0]["InstanceId"]
@@ -107,20 +133,26 @@ def planted(sandbox: Sandbox) -> Iterator[dict[str, dict[str, str]]]:
     yield plants
     for plant in plants.values():
         ec2.terminate_instances(InstanceIds=[plant["instance"]])
-        for call, kwargs in ((ec2.delete_security_group, {"GroupId": plant["group"]}),
-                             (ec2.delete_key_pair, {"KeyName": plant["key"]})):
+        for call, kwargs in (
+            (ec2.delete_security_group, {"GroupId": plant["group"]}),
+            (ec2.delete_key_pair, {"KeyName": plant["key"]}),
+        ):
             with contextlib.suppress(ec2.exceptions.ClientError):
                 call(**kwargs)
 
 
 def alive(sandbox: Sandbox, plant: dict[str, str]) -> dict[str, bool]:
     ec2 = sandbox.client("ec2")
-    state = ec2.describe_instances(InstanceIds=[plant["instance"]])["Reservations"][0][
-        "Instances"][0]["State"]["Name"]
+    state = ec2.describe_instances(InstanceIds=[plant["instance"]])["Reservations"][0]["Instances"][
+        0
+    ]["State"]["Name"]
     keys = {k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]}
     groups = {g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]}
-    return {"instance": state == "running", "key": plant["key"] in keys,
-            "group": plant["group"] in groups}
+    return {
+        "instance": state == "running",
+        "key": plant["key"] in keys,
+        "group": plant["group"] in groups,
+    }
 
 
 def test_reaper_removes_stale_resources_and_spares_fresh_ones(
@@ -148,8 +180,14 @@ def test_reaper_removes_one_killed_run_whatever_its_age(
     sandbox: Sandbox, planted: dict[str, dict[str, str]]
 ) -> None:
     everything = {"instance": True, "key": True, "group": True}
-    sandbox.playbook("playbooks/reap.yml", "-e", "reap_apply=true", "-e", "reap_run_id=reap-fresh",
-                     name="reap-run").check()
+    sandbox.playbook(
+        "playbooks/reap.yml",
+        "-e",
+        "reap_apply=true",
+        "-e",
+        "reap_run_id=reap-fresh",
+        name="reap-run",
+    ).check()
 
     assert alive(sandbox, planted["reap-fresh"]) == GONE
     for other in ("reap-stale", "reap-foreign", "reap-undated"):

@@ -39,8 +39,14 @@ def test_the_policy_scopes_what_it_can() -> None:
 def test_the_playbooks_call_aws_at_all() -> None:
     """Guard: the enumeration finds the modules the release and the reaper use."""
     modules = {call.module for call in aws_calls()}
-    assert {"ec2_instance", "ec2_key", "ec2_security_group", "s3_object", "s3_bucket",
-            "ssm_parameter_lookup"} <= modules
+    assert {
+        "ec2_instance",
+        "ec2_key",
+        "ec2_security_group",
+        "s3_object",
+        "s3_bucket",
+        "ssm_parameter_lookup",
+    } <= modules
 
 
 @pytest.mark.parametrize("call", aws_calls(), ids=lambda c: f"{c.where}:{c.module}")
@@ -61,8 +67,11 @@ def test_every_key_prefix_the_roles_write_is_in_the_publish_statement() -> None:
     prefixes = {default["artifact_store_prefix"]}
     for path in [*REPO.glob("roles/*/tasks/*.yml"), *REPO.glob("playbooks/*.yml")]:
         prefixes |= set(re.findall(r"artifact_store_prefix: *([A-Za-z0-9._-]+)", path.read_text()))
-    statement = next(s for s in json.loads(POLICY.read_text())["Statement"]
-                     if s["Sid"] == "PublishAndRollBackReleases")
+    statement = next(
+        s
+        for s in json.loads(POLICY.read_text())["Statement"]
+        if s["Sid"] == "PublishAndRollBackReleases"
+    )
     assert "s3:PutObject" in statement["Action"] and "s3:DeleteObject" in statement["Action"]
     assert prefixes >= {"releases", "layers"}
     for prefix in prefixes:

@@ -20,19 +20,29 @@ pytestmark = pytest.mark.slow
 
 BUCKET = "r-lambda-releases"
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-NOTHING_LEFT = {"instances": [], "key_pairs": [], "security_groups": [], "containers": [],
-                "state": []}
+NOTHING_LEFT = {
+    "instances": [],
+    "key_pairs": [],
+    "security_groups": [],
+    "containers": [],
+    "state": [],
+}
 
 
 def changed(output: str, task: str) -> bool:
     """Whether the named task reported a change (it created something)."""
-    return re.search(rf"TASK \[[^\]]*{re.escape(task)}[^\]]*\][^\n]*\n[^\n]*\n(changed|included)",
-                     output) is not None
+    return (
+        re.search(
+            rf"TASK \[[^\]]*{re.escape(task)}[^\]]*\][^\n]*\n[^\n]*\n(changed|included)", output
+        )
+        is not None
+    )
 
 
 def run_instances(sandbox: Sandbox, run_id: str) -> list[dict]:
     reservations = sandbox.client("ec2").describe_instances(
-        Filters=[{"Name": "tag:run_id", "Values": [run_id]}])["Reservations"]
+        Filters=[{"Name": "tag:run_id", "Values": [run_id]}]
+    )["Reservations"]
     return [i for r in reservations for i in r["Instances"]]
 
 
@@ -56,10 +66,18 @@ def test_release_publishes_a_package_verified_on_a_clean_host(
     body = sandbox.client("s3").get_object(Bucket=BUCKET, Key=manifest["zip"]["key"])["Body"].read()
     assert hashlib.sha256(body).hexdigest() == manifest["zip"]["sha256"]
     assert sorted(s3_snapshot(sandbox, BUCKET)) == sorted(
-        [f"releases/{latest['version']}/{name}"
-         for name in ("admission.zip", "admission.rds", "manifest.json", "package-test.xml",
-                      "lambda-runtime.xml")]
-        + ["releases/latest.json"])
+        [
+            f"releases/{latest['version']}/{name}"
+            for name in (
+                "admission.zip",
+                "admission.rds",
+                "manifest.json",
+                "package-test.xml",
+                "lambda-runtime.xml",
+            )
+        ]
+        + ["releases/latest.json"]
+    )
 
 
 def test_release_is_built_for_python_3_13_and_proven_under_its_runtime_client(
@@ -95,7 +113,8 @@ def test_instances_were_launched_as_on_aws_and_terminated(
 ) -> None:
     instances = run_instances(sandbox, first_release.run_id)
     by_purpose = {
-        next(t["Value"] for t in i["Tags"] if t["Key"] == "purpose"): i for i in instances}
+        next(t["Value"] for t in i["Tags"] if t["Key"] == "purpose"): i for i in instances
+    }
     assert set(by_purpose) == {"build", "test"} and len(instances) == 2
     assert by_purpose["build"]["InstanceType"] == "t2.medium"
     assert by_purpose["test"]["InstanceType"] == "t2.micro"
@@ -124,27 +143,45 @@ FAILING_CHECK = (
 # stage: (extra vars, the play's message, a message naming the cause).
 FAILURES = {
     "ami-lookup": (
-        ["-e", "ec2_host_ami_ssm_parameter=/r-lambda/no-such-parameter",
-         "-e", "ec2_host_ami_name_pattern=no-such-image-*"],
-        "Planning failed", "No AMI for image family al2023"),
+        [
+            "-e",
+            "ec2_host_ami_ssm_parameter=/r-lambda/no-such-parameter",
+            "-e",
+            "ec2_host_ami_name_pattern=no-such-image-*",
+        ],
+        "Planning failed",
+        "No AMI for image family al2023",
+    ),
     "launch": (
         ["-e", '{"ec2_host_instance_types": {"build": "t2.no-such-type", "test": "t2.micro"}}'],
-        "Planning failed", "t2.no-such-type"),
+        "Planning failed",
+        "t2.no-such-type",
+    ),
     "ssh-wait": (
         ["-e", "sandbox_hosts_start=false", "-e", "ec2_host_ssh_timeout=5"],
-        "Planning failed", "did not answer within 5 s"),
+        "Planning failed",
+        "did not answer within 5 s",
+    ),
     "r-install": (
         ["-e", '{"r_runtime_extra_packages": ["r-lambda-no-such-package"]}'],
-        "The build failed", "r-lambda-no-such-package"),
+        "The build failed",
+        "r-lambda-no-such-package",
+    ),
     "package-gates": (
         ["-e", "lambda_package_max_zip_bytes=1000"],
-        "The build failed", "package too large"),
+        "The build failed",
+        "package too large",
+    ),
     "upload": (
         ["-e", "release_bucket=Refused_Bucket"],
-        "Publishing failed", "invalid character(s) found in the bucket name"),
+        "Publishing failed",
+        "invalid character(s) found in the bucket name",
+    ),
     "clean-host-test": (
         [],  # plus a failing packaged check, see failed_releases
-        "The clean-host test failed", "injected failure"),
+        "The clean-host test failed",
+        "injected failure",
+    ),
 }
 
 
@@ -159,8 +196,14 @@ def failed_releases(sandbox: Sandbox, first_release: Run) -> dict[str, tuple[Run
     before = s3_snapshot(sandbox, BUCKET)
     pending = {
         stage: sandbox.start_release(
-            "-e", "release_force=true", "-e", f"release_version=sbx-fail-{stage}",
-            *extra, *injected.get(stage, []), name=f"fail-{stage}")
+            "-e",
+            "release_force=true",
+            "-e",
+            f"release_version=sbx-fail-{stage}",
+            *extra,
+            *injected.get(stage, []),
+            name=f"fail-{stage}",
+        )
         for stage, (extra, _, _) in FAILURES.items()
     }
     runs = {stage: job.wait() for stage, job in pending.items()}
@@ -204,8 +247,14 @@ def test_the_aws_platform_will_not_launch_without_the_operator_cidr(
     """The production inventory and task files (s3-aws, hosts-aws, teardown-aws) against
     moto: with no ec2_host_operator_cidr nothing is launched, and the message names it."""
     before = s3_snapshot(sandbox, BUCKET)
-    run = sandbox.release("-e", "release_force=true", "-e", "release_version=sbx-aws-no-cidr",
-                          name="aws-no-operator-cidr", inventory="inventory/aws")
+    run = sandbox.release(
+        "-e",
+        "release_force=true",
+        "-e",
+        "release_version=sbx-aws-no-cidr",
+        name="aws-no-operator-cidr",
+        inventory="inventory/aws",
+    )
     assert run.returncode != 0
     assert "ec2_host_operator_cidr is required" in run.output
     assert "teardown-aws | Terminate the run's instances" in run.output
@@ -221,8 +270,12 @@ def test_every_aws_call_the_playbooks_made_is_in_the_iam_policy(
     this session: the release, every failure path, the reaper, the collision test."""
     made = {recorded_action(r) for r in recorded_requests(sandbox) if from_the_playbooks(r)}
     made.discard(None)
-    assert {"ec2:RunInstances", "ec2:TerminateInstances", "s3:PutObject", "ssm:GetParameter"} \
-        <= made
+    assert {
+        "ec2:RunInstances",
+        "ec2:TerminateInstances",
+        "s3:PutObject",
+        "ssm:GetParameter",
+    } <= made
     assert made - policy_actions() == set()
     # The static map of test_iam_policy.py predicted every one of them.
     assert made - set().union(*(actions_of(call) for call in aws_calls())) == set()

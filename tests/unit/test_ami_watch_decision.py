@@ -65,8 +65,11 @@ def test_a_missing_manifest_means_rebuild(manifest: dict[str, Any] | None) -> No
 
 @pytest.mark.parametrize(
     "manifest",
-    [{"version": VERSION, "status": "verified"}, {"version": VERSION, "ami": {}},
-     {"version": VERSION, "ami": {"id": "", "name": "x"}}],
+    [
+        {"version": VERSION, "status": "verified"},
+        {"version": VERSION, "ami": {}},
+        {"version": VERSION, "ami": {"id": "", "name": "x"}},
+    ],
     ids=["no-ami-key", "ami-empty", "ami-id-empty"],
 )
 def test_a_manifest_without_an_ami_means_rebuild(manifest: dict[str, Any]) -> None:
@@ -120,8 +123,9 @@ def test_the_output_carries_exactly_the_amis_and_version(
     released_version: str | None,
 ) -> None:
     decision = decide(CURRENT, latest, manifest)
-    assert {k: v for k, v in decision.items() if k not in ("rebuild", "reason")} == \
-        expected_fields(released_ami, released_version)
+    assert {k: v for k, v in decision.items() if k not in ("rebuild", "reason")} == expected_fields(
+        released_ami, released_version
+    )
     assert set(decision) == {*expected_fields(None, None), "rebuild", "reason"}
     assert isinstance(decision["rebuild"], bool)
     assert isinstance(decision["reason"], str) and decision["reason"]

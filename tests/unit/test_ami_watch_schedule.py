@@ -47,10 +47,17 @@ needs_flock = pytest.mark.skipif(
 )
 
 
-def run(argv: list[str | Path], *, env: dict[str, str] | None = None,
-        timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                          timeout=timeout, env=env, check=False)
+def run(
+    argv: list[str | Path], *, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
 
 
 def install(kind: str, dest: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -92,8 +99,9 @@ def systemd_units(tmp_path_factory: pytest.TempPathFactory) -> SystemdUnits:
     dest = tmp_path_factory.mktemp("systemd")
     result = install("systemd", dest, "--", *WATCH_OPTIONS)
     assert result.returncode == 0, result.stderr
-    units = SystemdUnits(dest, dest / f"{UNIT}.service", dest / f"{UNIT}.timer",
-                         dest / "default" / UNIT)
+    units = SystemdUnits(
+        dest, dest / f"{UNIT}.service", dest / f"{UNIT}.timer", dest / "default" / UNIT
+    )
     for path in (units.service, units.timer, units.defaults):
         assert path.is_file(), f"install-ami-watch systemd did not write {path}"
     return units
@@ -101,8 +109,14 @@ def systemd_units(tmp_path_factory: pytest.TempPathFactory) -> SystemdUnits:
 
 def verify(*units: Path) -> subprocess.CompletedProcess[str]:
     # Run from the units' folder, so relative names resolve against nothing of ours.
-    return subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True,
-                          text=True, timeout=60, cwd=units[0].parent, check=False)
+    return subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=units[0].parent,
+        check=False,
+    )
 
 
 @needs_systemd_analyze
@@ -119,8 +133,9 @@ def test_verify_fails_on_a_service_whose_command_does_not_exist(
 ) -> None:
     broken = tmp_path / systemd_units.service.name
     text = systemd_units.service.read_text()
-    text, count = re.subn(r"(?m)^ExecStart=.*$",
-                          "ExecStart=scripts/no-such-ami-watch $AMI_WATCH_ARGS", text)
+    text, count = re.subn(
+        r"(?m)^ExecStart=.*$", "ExecStart=scripts/no-such-ami-watch $AMI_WATCH_ARGS", text
+    )
     assert count == 1, "the service has no ExecStart line to break"
     broken.write_text(text)
     shutil.copy(systemd_units.timer, tmp_path / systemd_units.timer.name)
@@ -149,8 +164,11 @@ def test_the_timer_starts_the_service(systemd_units: SystemdUnits) -> None:
 
 
 def test_the_defaults_file_holds_the_watch_options(systemd_units: SystemdUnits) -> None:
-    assignments = [line for line in systemd_units.defaults.read_text().splitlines()
-                   if line.strip() and not line.lstrip().startswith("#")]
+    assignments = [
+        line
+        for line in systemd_units.defaults.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert len(assignments) == 1, assignments
     name, _, value = assignments[0].partition("=")
     assert name == "AMI_WATCH_ARGS"
@@ -161,8 +179,13 @@ def test_the_defaults_file_holds_the_watch_options(systemd_units: SystemdUnits) 
 # --- cron ---------------------------------------------------------------------------------
 
 # field name, lowest and highest value (day of week: 0 and 7 are both Sunday)
-CRON_FIELDS = [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31),
-               ("month", 1, 12), ("day of week", 0, 7)]
+CRON_FIELDS = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+]
 
 
 def parse_cron_field(text: str, name: str, low: int, high: int) -> set[int]:
@@ -200,9 +223,17 @@ class CronSchedule:
     def parse(cls, fields: list[str]) -> CronSchedule:
         assert len(fields) == 5, fields
         minutes, hours, days, months, weekdays = (
-            parse_cron_field(text, *spec) for text, spec in zip(fields, CRON_FIELDS))
-        return cls(minutes, hours, days, months, {d % 7 for d in weekdays},
-                   fields[2] != "*", fields[4] != "*")
+            parse_cron_field(text, *spec) for text, spec in zip(fields, CRON_FIELDS)
+        )
+        return cls(
+            minutes,
+            hours,
+            days,
+            months,
+            {d % 7 for d in weekdays},
+            fields[2] != "*",
+            fields[4] != "*",
+        )
 
     def _day_matches(self, moment: datetime) -> bool:
         day = moment.day in self.days
@@ -277,9 +308,16 @@ def on_calendar(systemd_units: SystemdUnits) -> str:
 
 
 def systemd_next_times(spec: str, after: datetime, count: int) -> list[datetime]:
-    result = run(["systemd-analyze", "calendar", f"--iterations={count}",
-                  f"--base-time={after:%Y-%m-%d %H:%M:%S} UTC", spec],
-                 env={**os.environ, "TZ": "UTC"})
+    result = run(
+        [
+            "systemd-analyze",
+            "calendar",
+            f"--iterations={count}",
+            f"--base-time={after:%Y-%m-%d %H:%M:%S} UTC",
+            spec,
+        ],
+        env={**os.environ, "TZ": "UTC"},
+    )
     assert result.returncode == 0, result.stderr
     stamps = re.findall(r"(?m)^\s*(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+) UTC$", result.stdout)
     assert len(stamps) == count, result.stdout
@@ -302,10 +340,10 @@ def test_the_cron_parser_expands_and_range_checks() -> None:
 
 
 def test_the_cron_entry_is_a_valid_cron_d_file(cron_entry: CronEntry) -> None:
-    assert cron_entry.path.read_text().endswith("\n"), \
-        "cron ignores a last line without a newline"
-    assert re.fullmatch(r"[A-Za-z0-9_-]+", cron_entry.path.name), \
+    assert cron_entry.path.read_text().endswith("\n"), "cron ignores a last line without a newline"
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", cron_entry.path.name), (
         "cron skips /etc/cron.d files whose name has other characters (e.g. a dot)"
+    )
     assert cron_entry.path.stat().st_mode & 0o022 == 0, "cron skips group/other-writable files"
     assert set(cron_entry.environment) == {"SHELL", "PATH"}
     assert Path(cron_entry.environment["SHELL"]).is_file()
@@ -326,17 +364,22 @@ def test_the_cron_job_runs_the_checkouts_watch_quietly_as_its_owner(
 
 def test_the_cron_path_finds_what_the_watch_runs(cron_entry: CronEntry) -> None:
     path = cron_entry.environment["PATH"]
-    missing = [tool for tool in ("bash", "flock", "find", "sort", "xargs", "date", "tee")
-               if shutil.which(tool, path=path) is None]
+    missing = [
+        tool
+        for tool in ("bash", "flock", "find", "sort", "xargs", "date", "tee")
+        if shutil.which(tool, path=path) is None
+    ]
     assert missing == [], f"not on cron's PATH {path}: {missing}"
 
 
 @needs_systemd_analyze
 @pytest.mark.parametrize(
     "after",
-    [datetime(2026, 2, 27, 19, 3, 27),   # across the end of February, in a common year
-     datetime(2026, 12, 31, 18, 17, 0),  # exactly on a firing time, across the new year
-     datetime(2028, 2, 28, 23, 59, 59)],  # a leap day
+    [
+        datetime(2026, 2, 27, 19, 3, 27),  # across the end of February, in a common year
+        datetime(2026, 12, 31, 18, 17, 0),  # exactly on a firing time, across the new year
+        datetime(2028, 2, 28, 23, 59, 59),
+    ],  # a leap day
     ids=str,
 )
 def test_the_cron_entry_fires_at_the_timers_times(
@@ -355,8 +398,10 @@ def test_the_cron_entry_fires_at_the_timers_times(
         (["launchd", "--dest", "{dest}"], "'launchd'"),
         (["cron", "--dest", "{dest}", "--frobnicate"], "'--frobnicate'"),
         (["cron", "--dest", "{dest}", "--", "-i", "inventory/aws", "-e", "x=a b"], "'x=a b'"),
-        (["systemd", "--dest", "{dest}", "--user", "no-such-user-r-lambda"],
-         "'no-such-user-r-lambda'"),
+        (
+            ["systemd", "--dest", "{dest}", "--user", "no-such-user-r-lambda"],
+            "'no-such-user-r-lambda'",
+        ),
         # Characters a cron line, the systemd environment file or sed would mangle.
         (["cron", "--dest", "{dest}", "--", "-e", "x=a&b"], "'x=a&b'"),
         (["cron", "--dest", "{dest}", "--", "-e", "x=a|b"], "'x=a|b'"),
@@ -365,8 +410,18 @@ def test_the_cron_entry_fires_at_the_timers_times(
         (["cron", "--dest", "{dest}", "--user"], "--user needs a user name"),
         (["cron", "--dest"], "--dest needs a folder"),
     ],
-    ids=["unknown-kind", "unknown-option", "option-with-space", "unknown-user",
-         "ampersand", "pipe", "percent", "quote", "user-without-name", "dest-without-folder"],
+    ids=[
+        "unknown-kind",
+        "unknown-option",
+        "option-with-space",
+        "unknown-user",
+        "ampersand",
+        "pipe",
+        "percent",
+        "quote",
+        "user-without-name",
+        "dest-without-folder",
+    ],
 )
 def test_install_refuses_bad_input(argv: list[str], named: str, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
@@ -386,9 +441,12 @@ def watch_env(state: Path, **settings: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("args", "settings", "named", "bad_value"),
     # --syntax-check: were a refusal missing, the playbook would only be parsed, not run.
-    [(["--wait", "abc", "--syntax-check"], {}, "--wait", "abc"), (["--wait"], {}, "--wait", ""),
-     (["--syntax-check"], {"AMI_WATCH_KEEP_LOGS": "0"}, "AMI_WATCH_KEEP_LOGS", "0"),
-     (["--syntax-check"], {"AMI_WATCH_KEEP_LOGS": "ten"}, "AMI_WATCH_KEEP_LOGS", "ten")],
+    [
+        (["--wait", "abc", "--syntax-check"], {}, "--wait", "abc"),
+        (["--wait"], {}, "--wait", ""),
+        (["--syntax-check"], {"AMI_WATCH_KEEP_LOGS": "0"}, "AMI_WATCH_KEEP_LOGS", "0"),
+        (["--syntax-check"], {"AMI_WATCH_KEEP_LOGS": "ten"}, "AMI_WATCH_KEEP_LOGS", "ten"),
+    ],
     ids=["wait-abc", "wait-missing", "keep-logs-0", "keep-logs-ten"],
 )
 def test_the_watch_refuses_bad_settings_before_locking(
@@ -411,8 +469,12 @@ def held_lock(tmp_path: Path) -> Iterator[Path]:
     state = tmp_path / "state"
     state.mkdir()
     lock = state / "lock"
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "60"], start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder = subprocess.Popen(
+        ["flock", str(lock), "sleep", "60"],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 10
         # `flock -n` fails at once while the holder has the lock.
@@ -427,8 +489,9 @@ def held_lock(tmp_path: Path) -> Iterator[Path]:
 
 
 @needs_flock
-@pytest.mark.parametrize(("args", "min_seconds"), [([], 0.0), (["--wait", "1"], 1.0)],
-                         ids=["no-wait", "wait-1"])
+@pytest.mark.parametrize(
+    ("args", "min_seconds"), [([], 0.0), (["--wait", "1"], 1.0)], ids=["no-wait", "wait-1"]
+)
 def test_a_second_watch_skips_while_the_lock_is_held(
     held_lock: Path, args: list[str], min_seconds: float
 ) -> None:
@@ -488,20 +551,31 @@ def test_the_workflow_never_overlaps_nor_cancels_a_running_watch(
 def test_the_workflow_takes_aws_credentials_from_oidc_only(workflow: dict[str, Any]) -> None:
     assert workflow["permissions"]["id-token"] == "write"
     steps = workflow_steps(workflow)
-    credentials = [i for i, step in enumerate(steps) if str(step.get("uses", ""))
-                   .startswith("aws-actions/configure-aws-credentials@")]
+    credentials = [
+        i
+        for i, step in enumerate(steps)
+        if str(step.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")
+    ]
     assert len(credentials) == 1, steps
     settings = steps[credentials[0]].get("with", {})
     assert settings.get("role-to-assume")
     text = WORKFLOW.read_text()
-    for stored_key in ("aws-access-key-id", "aws-secret-access-key", "AWS_ACCESS_KEY_ID",
-                       "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+    for stored_key in (
+        "aws-access-key-id",
+        "aws-secret-access-key",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ):
         assert stored_key not in text
     secrets = re.findall(r"secrets\.([A-Za-z0-9_]+)|secrets\[\s*['\"]([^'\"]+)", text)
     names = [a or b for a, b in secrets]
     assert [n for n in names if re.search(r"AWS|ACCESS|SECRET|KEY", n, re.IGNORECASE)] == []
-    watch = [i for i, step in enumerate(steps)
-             if re.search(r"(^|\s)scripts/ami-watch(\s|$)", str(step.get("run", "")))]
+    watch = [
+        i
+        for i, step in enumerate(steps)
+        if re.search(r"(^|\s)scripts/ami-watch(\s|$)", str(step.get("run", "")))
+    ]
     assert len(watch) == 1, steps
     assert credentials[0] < watch[0], "the watch runs before the credentials are set up"
 

@@ -28,16 +28,26 @@ in_host = _load("bench_in_host", REPO / "bench" / "in_host.py")
 
 
 def _cold(seconds: float, init: float, rss: float, python: str = "3.13.5") -> dict:
-    return {"python": python, "init_s": init, "first_invoke_s": round(seconds - init, 6),
-            "first_prediction_s": seconds, "peak_rss_mb": rss}
+    return {
+        "python": python,
+        "init_s": init,
+        "first_invoke_s": round(seconds - init, 6),
+        "first_prediction_s": seconds,
+        "peak_rss_mb": rss,
+    }
 
 
 # ------------------------------------------------------------------------ run.py
 
 
 def test_cold_figures_are_median_and_max_of_the_starts_and_the_highest_peak_rss() -> None:
-    runs = [_cold(0.9, 0.5, 40.0), _cold(0.3, 0.2, 41.5), _cold(0.5, 0.4, 40.2),
-            _cold(0.4, 0.3, 40.0), _cold(0.6, 0.5, 39.9)]
+    runs = [
+        _cold(0.9, 0.5, 40.0),
+        _cold(0.3, 0.2, 41.5),
+        _cold(0.5, 0.4, 40.2),
+        _cold(0.4, 0.3, 40.0),
+        _cold(0.6, 0.5, 39.9),
+    ]
     figures = run.cold_figures(runs)
     assert figures == {
         "cold_start_s": 0.5,
@@ -78,8 +88,14 @@ def test_cold_start_target_is_half_the_baseline() -> None:
 
 @pytest.mark.parametrize(
     ("key", "bound"),
-    [("peak_rss_mb", 64), ("warm_predict_ms", 0.05), ("batch_1000_ms", 5),
-     ("release_cold_s", 300), ("release_warm_s", 45), ("unzipped_bytes", 40 * 1024 * 1024)],
+    [
+        ("peak_rss_mb", 64),
+        ("warm_predict_ms", 0.05),
+        ("batch_1000_ms", 5),
+        ("release_cold_s", 300),
+        ("release_warm_s", 45),
+        ("unzipped_bytes", 40 * 1024 * 1024),
+    ],
 )
 def test_fixed_targets_are_met_up_to_their_bound(key: str, bound: float) -> None:
     assert run.target_met(key, {key: bound}) is True
@@ -94,8 +110,14 @@ def test_a_target_is_not_judged_without_its_figure_or_the_baseline_it_needs() ->
 
 
 def test_table_marks_met_missed_and_unmeasured_targets() -> None:
-    text = run.table({"peak_rss_mb": 30.0, "baseline_peak_rss_mb": 80.0, "warm_predict_ms": 0.1,
-                      "target_python": "3.13.5"})
+    text = run.table(
+        {
+            "peak_rss_mb": 30.0,
+            "baseline_peak_rss_mb": 80.0,
+            "warm_predict_ms": 0.1,
+            "target_python": "3.13.5",
+        }
+    )
     rows = {line.split()[0]: line for line in text.splitlines()[1:]}
     assert set(rows) == {*run.TARGETS, *run.RECORDED}
     assert rows["peak_rss_mb"].split()[1:3] == ["30.0", "80.0"]
@@ -135,8 +157,11 @@ def test_unpack_keeps_the_modes_the_zip_records(tmp_path: Path) -> None:
 
 
 def test_stand_in_figures_use_bench_names_and_keep_a_failure() -> None:
-    project = {**run.cold_figures([_cold(0.3, 0.2, 30.0)]), "single_call_median_ms": 0.04,
-               "batch_median_ms": 3.0}
+    project = {
+        **run.cold_figures([_cold(0.3, 0.2, 30.0)]),
+        "single_call_median_ms": 0.04,
+        "batch_median_ms": 3.0,
+    }
     baseline = {"error": "cold start 1: killed"}
     figures = run.stand_in_figures({"project": project, "baseline": baseline})
     assert figures["cold_start_s"] == 0.3
@@ -167,21 +192,40 @@ def test_lambda_env_is_lambdas_library_path_without_r_home() -> None:
 
 
 def test_cold_summary_adds_init_and_first_invocation() -> None:
-    report = {"python": "3.13.5", "init_s": 0.25, "first_invoke_s": 0.0125, "peak_rss_mb": 42.0,
-              "passed": 1, "failed": 0, "error": None, "cases": [{"passed": True}]}
+    report = {
+        "python": "3.13.5",
+        "init_s": 0.25,
+        "first_invoke_s": 0.0125,
+        "peak_rss_mb": 42.0,
+        "passed": 1,
+        "failed": 0,
+        "error": None,
+        "cases": [{"passed": True}],
+    }
     assert in_host.cold_summary(report) == {
-        "python": "3.13.5", "init_s": 0.25, "first_invoke_s": 0.0125,
-        "first_prediction_s": 0.2625, "peak_rss_mb": 42.0,
+        "python": "3.13.5",
+        "init_s": 0.25,
+        "first_invoke_s": 0.0125,
+        "first_prediction_s": 0.2625,
+        "peak_rss_mb": 42.0,
     }
 
 
 def test_cold_summary_fails_with_the_reason_of_a_wrong_answer_or_a_dead_client() -> None:
-    wrong = {"passed": 0, "failed": 1, "error": None,
-             "cases": [{"passed": False, "message": "expected a response, got an error"}]}
+    wrong = {
+        "passed": 0,
+        "failed": 1,
+        "error": None,
+        "cases": [{"passed": False, "message": "expected a response, got an error"}],
+    }
     with pytest.raises(SystemExit, match="expected a response, got an error"):
         in_host.cold_summary(wrong)
-    dead = {"passed": 0, "failed": 1, "error": "the runtime client was killed by SIGKILL",
-            "cases": [{"passed": False, "message": "not run"}]}
+    dead = {
+        "passed": 0,
+        "failed": 1,
+        "error": "the runtime client was killed by SIGKILL",
+        "cases": [{"passed": False, "message": "not run"}],
+    }
     with pytest.raises(SystemExit, match="killed by SIGKILL"):
         in_host.cold_summary(dead)
 

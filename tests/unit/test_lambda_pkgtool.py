@@ -38,9 +38,19 @@ TOOL_PYTHON = os.environ.get("LAMBDA_PKGTOOL_PYTHON", sys.executable)
 
 # Written out here, independently of the tool's own exclude patterns.
 GLIBC_FAMILY = {
-    "linux-vdso.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1", "libc.so.6",
-    "libm.so.6", "libmvec.so.1", "libpthread.so.0", "libdl.so.2", "librt.so.1",
-    "libresolv.so.2", "libutil.so.1", "libanl.so.1", "libnsl.so.1",
+    "linux-vdso.so.1",
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+    "libc.so.6",
+    "libm.so.6",
+    "libmvec.so.1",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libresolv.so.2",
+    "libutil.so.1",
+    "libanl.so.1",
+    "libnsl.so.1",
 }
 
 
@@ -73,7 +83,10 @@ class Run:
 def run_tool(*args: str | Path, umask: int = -1) -> Run:
     proc = subprocess.run(
         [TOOL_PYTHON, str(TOOL), *(str(arg) for arg in args)],
-        capture_output=True, text=True, check=False, umask=umask,
+        capture_output=True,
+        text=True,
+        check=False,
+        umask=umask,
     )
     return Run(proc.returncode, json.loads(proc.stdout), proc.stderr)  # exactly one object
 
@@ -114,15 +127,25 @@ def build_foo_bar(tmp_path: Path, foo_runpath: bool) -> FooBar:
     foo_dir, bar_dir = ext / "a", ext / "b"
     gcc(bar_dir / "libbar.so", "int bar(void) { return 42; }\n", shared=True)
     foo_flags = [f"-L{bar_dir}", "-lbar"] + ([runpath(bar_dir)] if foo_runpath else [])
-    gcc(foo_dir / "libfoo.so", "int bar(void);\nint foo(void) { return bar() + 1; }\n",
-        *foo_flags, shared=True)
+    gcc(
+        foo_dir / "libfoo.so",
+        "int bar(void);\nint foo(void) { return bar() + 1; }\n",
+        *foo_flags,
+        shared=True,
+    )
     return FooBar(ext=ext, foo_dir=foo_dir, bar_dir=bar_dir)
 
 
 def build_foo_program(out: Path, libs: FooBar) -> Path:
     source = "int foo(void);\nint main(void) { return foo() == 43 ? 0 : 1; }\n"
-    return gcc(out, source, f"-L{libs.foo_dir}", "-lfoo", runpath(libs.foo_dir),
-               f"-Wl,-rpath-link,{libs.bar_dir}")
+    return gcc(
+        out,
+        source,
+        f"-L{libs.foo_dir}",
+        "-lfoo",
+        runpath(libs.foo_dir),
+        f"-Wl,-rpath-link,{libs.bar_dir}",
+    )
 
 
 def ldd_sonames(path: Path) -> set[str]:
@@ -190,7 +213,10 @@ def test_parse_ldd_output_classifies_every_kind_of_line() -> None:
     assert report.resolved == {"libfoo.so.1": "/opt/my libs/libfoo.so.1"}
     assert report.missing == ["libgone.so.2"]
     assert report.system == [
-        "linux-vdso.so.1", "linux-vdso.so.1", "ld-linux-x86-64.so.2", "ld-linux-x86-64.so.2",
+        "linux-vdso.so.1",
+        "linux-vdso.so.1",
+        "ld-linux-x86-64.so.2",
+        "ld-linux-x86-64.so.2",
     ]
     assert report.warnings == ["./p: ./libv.so: no version information available (required by ./p)"]
     assert not report.static
@@ -230,8 +256,9 @@ def test_closure_keeps_in_package_libr_and_copies_lapack_fortran_runtime(tmp_pat
     shutil.copy(LAPACK_MODULE, root / "R" / "modules" / "lapack.so")
     expected = ldd_sonames(LAPACK_MODULE) - GLIBC_FAMILY - {"libR.so"}
 
-    run = run_tool("closure", "--root", root, "--lib-dir", root / "lib",
-                   "--search-dir", root / "R" / "lib")
+    run = run_tool(
+        "closure", "--root", root, "--lib-dir", root / "lib", "--search-dir", root / "R" / "lib"
+    )
 
     assert run.code == 0, run.err
     assert set(copied_sonames(run)) == expected
@@ -264,10 +291,16 @@ def test_closure_fixed_point_resolves_a_library_missing_until_a_copy_exists(
     libs = build_foo_bar(tmp_path, foo_runpath=False)  # libfoo alone cannot find libbar
     root = tmp_path / "pkg"
     build_foo_program(root / "bin" / "uses-foo", libs)
-    gcc(root / "bin" / "uses-bar", "int bar(void);\nint main(void) { return bar() != 42; }\n",
-        f"-L{libs.bar_dir}", "-lbar", runpath(libs.bar_dir))
-    before = subprocess.run(["ldd", str(root / "bin" / "uses-foo")], capture_output=True,
-                            text=True, check=True).stdout
+    gcc(
+        root / "bin" / "uses-bar",
+        "int bar(void);\nint main(void) { return bar() != 42; }\n",
+        f"-L{libs.bar_dir}",
+        "-lbar",
+        runpath(libs.bar_dir),
+    )
+    before = subprocess.run(
+        ["ldd", str(root / "bin" / "uses-foo")], capture_output=True, text=True, check=True
+    ).stdout
     assert re.search(r"libbar\.so => not found", before)
 
     run = run_tool("closure", "--root", root, "--lib-dir", root / "lib")
@@ -282,8 +315,12 @@ def test_closure_fixed_point_resolves_a_library_missing_until_a_copy_exists(
 def test_closure_exits_3_naming_the_file_and_the_missing_soname(tmp_path: Path) -> None:
     gone = gcc(tmp_path / "gone" / "libgone.so", "int gone(void) { return 0; }\n", shared=True)
     root = tmp_path / "pkg"
-    gcc(root / "bin" / "prog", "int gone(void);\nint main(void) { return gone(); }\n",
-        f"-L{gone.parent}", "-lgone")
+    gcc(
+        root / "bin" / "prog",
+        "int gone(void);\nint main(void) { return gone(); }\n",
+        f"-L{gone.parent}",
+        "-lgone",
+    )
 
     run = run_tool("closure", "--root", root, "--lib-dir", root / "lib")
 
@@ -297,10 +334,13 @@ def test_closure_exits_3_naming_the_file_and_the_missing_soname(tmp_path: Path) 
 @needs_gcc
 def test_closure_accepts_a_missing_soname_that_a_package_file_provides(tmp_path: Path) -> None:
     root = tmp_path / "pkg"
-    plugin = gcc(root / "plugins" / "libinpkg.so", "int inpkg(void) { return 0; }\n",
-                 shared=True)
-    gcc(root / "bin" / "prog", "int inpkg(void);\nint main(void) { return inpkg(); }\n",
-        f"-L{plugin.parent}", "-linpkg")
+    plugin = gcc(root / "plugins" / "libinpkg.so", "int inpkg(void) { return 0; }\n", shared=True)
+    gcc(
+        root / "bin" / "prog",
+        "int inpkg(void);\nint main(void) { return inpkg(); }\n",
+        f"-L{plugin.parent}",
+        "-linpkg",
+    )
 
     run = run_tool("closure", "--root", root, "--lib-dir", root / "lib")
 
@@ -316,15 +356,22 @@ def test_closure_warns_when_it_copies_a_library_the_package_already_has(tmp_path
     host = gcc(tmp_path / "host" / "libdup.so", "int dup(void) { return 0; }\n", shared=True)
     root = tmp_path / "pkg"
     gcc(root / "plugins" / "libdup.so", "int dup(void) { return 0; }\n", shared=True)
-    gcc(root / "bin" / "prog", "int dup(void);\nint main(void) { return dup(); }\n",
-        f"-L{host.parent}", "-ldup", runpath(host.parent))
+    gcc(
+        root / "bin" / "prog",
+        "int dup(void);\nint main(void) { return dup(); }\n",
+        f"-L{host.parent}",
+        "-ldup",
+        runpath(host.parent),
+    )
 
     run = run_tool("closure", "--root", root, "--lib-dir", root / "lib")
 
     assert run.code == 0, run.err
     assert copied_sonames(run) == ["libdup.so"]
-    assert (f"warning: copying libdup.so from {host} although the package has "
-            "plugins/libdup.so: pass its folder with --search-dir to use that one") in run.err
+    assert (
+        f"warning: copying libdup.so from {host} although the package has "
+        "plugins/libdup.so: pass its folder with --search-dir to use that one"
+    ) in run.err
 
 
 @needs_gcc
@@ -333,8 +380,7 @@ def test_closure_exclude_adds_to_the_glibc_defaults(tmp_path: Path) -> None:
     root = tmp_path / "pkg"
     build_foo_program(root / "bin" / "prog", libs)
 
-    run = run_tool("closure", "--root", root, "--lib-dir", root / "lib",
-                   "--exclude", r"libbar\.so")
+    run = run_tool("closure", "--root", root, "--lib-dir", root / "lib", "--exclude", r"libbar\.so")
 
     assert run.code == 0, run.err
     assert copied_sonames(run) == ["libfoo.so"]
@@ -361,8 +407,9 @@ def test_closure_dry_run_reports_the_copies_and_writes_nothing(tmp_path: Path) -
 
 def readelf_needs(path: Path) -> list[tuple[str, str, int]]:
     """(library, version, index) of every Vernaux entry, as readelf -V prints them."""
-    text = subprocess.run(["readelf", "-V", "-W", str(path)], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        ["readelf", "-V", "-W", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     needs, library = [], ""
     for line in text.split("Version needs section", 1)[1].splitlines():
         if match := re.search(r"File: (\S+)", line):
@@ -374,8 +421,9 @@ def readelf_needs(path: Path) -> list[tuple[str, str, int]]:
 
 def objdump_glibc_symbols(path: Path) -> set[str]:
     """symbol@GLIBC_x.y of every undefined dynamic symbol, as objdump -T prints them."""
-    text = subprocess.run(["objdump", "-T", str(path)], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(
+        ["objdump", "-T", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     pattern = re.compile(r"\*UND\*\s+[0-9a-f]+\s+\(?(GLIBC_[0-9.]+)\)?\s+(\S+)$")
     return {f"{m[2]}@{m[1]}" for line in text.splitlines() if (m := pattern.search(line))}
 
@@ -388,8 +436,12 @@ def test_version_needs_parser_matches_readelf_and_objdump(path: Path) -> None:
 
     info = pkgtool.read_file_versions(path, path.name)
     parsed = [(need.library, need.version, need.index) for need in info.needs]
-    symbols = {f"{symbol}@{version}" for version, names in info.symbols.items()
-               for symbol in names if version.startswith("GLIBC_2")}
+    symbols = {
+        f"{symbol}@{version}"
+        for version, names in info.symbols.items()
+        for symbol in names
+        if version.startswith("GLIBC_2")
+    }
 
     assert parsed == readelf_needs(path)
     assert symbols == objdump_glibc_symbols(path)
@@ -420,14 +472,16 @@ def synthetic_elf(is64: bool, big: bool, needs: list[tuple[str, list[str]]]) -> 
     sections_at = verneed_at + len(verneed)
     ident = b"\x7fELF" + bytes([2 if is64 else 1, 2 if big else 1, 1]) + bytes(9)
     header_fmt = endian + ("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH")
-    header = struct.pack(header_fmt, 3, 62, 1, 0, 0, sections_at, 0, header_size, 0, 0,
-                         section_size, 3, 0)
+    header = struct.pack(
+        header_fmt, 3, 62, 1, 0, 0, sections_at, 0, header_size, 0, 0, section_size, 3, 0
+    )
     section_fmt = endian + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII")
     sections = [
         struct.pack(section_fmt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
         struct.pack(section_fmt, 0, 3, 0, 0, strings_at, len(strings), 0, 0, 1, 0),
-        struct.pack(section_fmt, 0, 0x6FFFFFFE, 0, 0, verneed_at, len(verneed), 1, len(needs),
-                    4, 0),
+        struct.pack(
+            section_fmt, 0, 0x6FFFFFFE, 0, 0, verneed_at, len(verneed), 1, len(needs), 4, 0
+        ),
     ]
     return ident + header + bytes(strings) + bytes(verneed) + b"".join(sections)
 
@@ -437,9 +491,12 @@ VERSION_NAMES = st.one_of(
     st.builds("GLIBCXX_3.4.{}".format, st.integers(0, 33)),
 )
 NEEDS = st.lists(
-    st.tuples(st.sampled_from(["libc.so.6", "libm.so.6", "libstdc++.so.6"]),
-              st.lists(VERSION_NAMES, min_size=1, max_size=4, unique=True)),
-    min_size=1, max_size=3,
+    st.tuples(
+        st.sampled_from(["libc.so.6", "libm.so.6", "libstdc++.so.6"]),
+        st.lists(VERSION_NAMES, min_size=1, max_size=4, unique=True),
+    ),
+    min_size=1,
+    max_size=3,
 )
 
 
@@ -466,10 +523,12 @@ def needs_memcpy_2_14(tmp_path: Path) -> Path:
     if shutil.which("gcc") is None:
         pytest.skip("builds ELF files with gcc")
     root = tmp_path / "pkg"
-    lib = gcc(root / "lib" / "libneeds.so",
-              "#include <string.h>\n"
-              "void copy(char *d, const char *s, unsigned long n) { memcpy(d, s, n); }\n",
-              shared=True)
+    lib = gcc(
+        root / "lib" / "libneeds.so",
+        "#include <string.h>\n"
+        "void copy(char *d, const char *s, unsigned long n) { memcpy(d, s, n); }\n",
+        shared=True,
+    )
     if "memcpy" not in pkgtool.read_file_versions(lib, "x").symbols.get("GLIBC_2.14", []):
         pytest.skip("memcpy is not versioned GLIBC_2.14 on this architecture")
     return root
@@ -538,7 +597,7 @@ def test_glibc_rejects_a_malformed_ceiling(tmp_path: Path) -> None:
 
 TREE = {
     "handler.py": (b"def handler(event, context):\n    return 1\n", False),
-    "R/bin/Rscript": (b"#!/bin/sh\nexec R \"$@\"\n", True),
+    "R/bin/Rscript": (b'#!/bin/sh\nexec R "$@"\n', True),
     "R/lib/libR.so": (bytes(range(256)) * 40, True),
     "R/library/base/DESCRIPTION": (b"Package: base\n", False),
     "R/etc/Renviron": (b"R_HOME=/var/task/R\n", False),
@@ -673,19 +732,38 @@ def test_split_puts_the_function_files_in_one_zip_and_the_runtime_in_a_layer(
     root, out = tmp_path / "root", tmp_path / "out"
     package_tree(root)
     out.mkdir()
-    run = run_tool("split", "--root", root, "--function", "handler.py", "admission.rds",
-                   "test_handler.py", "--layer-out", out / "layer.zip",
-                   "--function-out", out / "function.zip")
+    run = run_tool(
+        "split",
+        "--root",
+        root,
+        "--function",
+        "handler.py",
+        "admission.rds",
+        "test_handler.py",
+        "--layer-out",
+        out / "layer.zip",
+        "--function-out",
+        out / "function.zip",
+    )
     assert run.code == 0, run.err
     assert zip_names(out / "function.zip") == [
-        "__pycache__/handler.cpython-311.pyc", "__pycache__/test_handler.cpython-311.pyc",
-        "admission.rds", "handler.py", "test_handler.py"]
+        "__pycache__/handler.cpython-311.pyc",
+        "__pycache__/test_handler.cpython-311.pyc",
+        "admission.rds",
+        "handler.py",
+        "test_handler.py",
+    ]
     assert zip_names(out / "layer.zip") == [
-        "R/lib/libR.so", "R/library/base/DESCRIPTION", "lib/libgfortran.so.5",
+        "R/lib/libR.so",
+        "R/library/base/DESCRIPTION",
+        "lib/libgfortran.so.5",
         "python/__pycache__/_cffi_glue.cpython-311.pyc",
-        "python/_cffi_backend.cpython-311-x86_64-linux-gnu.so", "python/_cffi_glue.py",
-        "python/rpy2-3.5.17.dist-info/METADATA", "python/rpy2/__init__.py",
-        "python/rpy2/__pycache__/__init__.cpython-311.pyc"]
+        "python/_cffi_backend.cpython-311-x86_64-linux-gnu.so",
+        "python/_cffi_glue.py",
+        "python/rpy2-3.5.17.dist-info/METADATA",
+        "python/rpy2/__init__.py",
+        "python/rpy2/__pycache__/__init__.cpython-311.pyc",
+    ]
     for part in ("layer", "function"):
         described = run.out[part]
         path = out / f"{part}.zip"
@@ -696,7 +774,8 @@ def test_split_puts_the_function_files_in_one_zip_and_the_runtime_in_a_layer(
     assert run.out["layer"]["top_level"] == ["R", "lib", "python"]
     # Together they carry exactly the one-zip package's bytes.
     assert run.out["layer"]["unzipped_bytes"] + run.out["function"]["unzipped_bytes"] == sum(
-        p.stat().st_size for p in root.rglob("*") if p.is_file())
+        p.stat().st_size for p in root.rglob("*") if p.is_file()
+    )
 
 
 def test_split_is_deterministic_and_a_model_change_leaves_the_layer_identical(
@@ -708,9 +787,20 @@ def test_split_is_deterministic_and_a_model_change_leaves_the_layer_identical(
         package_tree(root)
         (root / "admission.rds").write_bytes(model)
         out.mkdir()
-        runs.append(run_tool("split", "--root", root, "--function", "handler.py",
-                             "admission.rds", "--layer-out", out / "layer.zip",
-                             "--function-out", out / "function.zip"))
+        runs.append(
+            run_tool(
+                "split",
+                "--root",
+                root,
+                "--function",
+                "handler.py",
+                "admission.rds",
+                "--layer-out",
+                out / "layer.zip",
+                "--function-out",
+                out / "function.zip",
+            )
+        )
     first, second = runs
     assert first.out["layer"]["sha256"] == second.out["layer"]["sha256"]
     assert first.out["function"]["sha256"] != second.out["function"]["sha256"]
@@ -719,11 +809,22 @@ def test_split_is_deterministic_and_a_model_change_leaves_the_layer_identical(
 def test_split_refuses_a_function_file_that_is_not_there(tmp_path: Path) -> None:
     root = tmp_path / "root"
     package_tree(root)
-    run = run_tool("split", "--root", root, "--function", "handler.py", "model.rds",
-                   "--layer-out", tmp_path / "layer.zip", "--function-out", tmp_path / "f.zip")
+    run = run_tool(
+        "split",
+        "--root",
+        root,
+        "--function",
+        "handler.py",
+        "model.rds",
+        "--layer-out",
+        tmp_path / "layer.zip",
+        "--function-out",
+        tmp_path / "f.zip",
+    )
     assert run.code == 2
-    assert error_line(run) == ("lambda_pkgtool: error: --function names files that are not "
-                               "at the package root: model.rds")
+    assert error_line(run) == (
+        "lambda_pkgtool: error: --function names files that are not at the package root: model.rds"
+    )
     assert not (tmp_path / "layer.zip").exists() and not (tmp_path / "f.zip").exists()
 
 
@@ -758,8 +859,10 @@ def test_sizes_gate_fails_with_exit_5_naming_the_zipped_limit(tmp_path: Path) ->
 
     assert run.code == 5
     assert run.out["ok"] is False
-    assert error_line(run) == ("lambda_pkgtool: error: package too large: zipped 1.5 MB > "
-                               "limit 1.0 MB (Lambda direct-upload limit)")
+    assert error_line(run) == (
+        "lambda_pkgtool: error: package too large: zipped 1.5 MB > "
+        "limit 1.0 MB (Lambda direct-upload limit)"
+    )
 
 
 def test_sizes_gate_fails_with_exit_5_naming_the_unzipped_limit(tmp_path: Path) -> None:
@@ -768,8 +871,10 @@ def test_sizes_gate_fails_with_exit_5_naming_the_unzipped_limit(tmp_path: Path) 
     run = run_tool("sizes", "--zip", package, "--max-unzipped-bytes", str(2 * 2**20))
 
     assert run.code == 5
-    assert error_line(run) == ("lambda_pkgtool: error: package too large: unzipped 3.0 MB > "
-                               "limit 2.0 MB (Lambda unzipped-size limit)")
+    assert error_line(run) == (
+        "lambda_pkgtool: error: package too large: unzipped 3.0 MB > "
+        "limit 2.0 MB (Lambda unzipped-size limit)"
+    )
 
 
 # --------------------------------------------------------------------------- prune
@@ -818,8 +923,16 @@ def test_prune_removes_matching_folders_and_counts_the_bytes(tmp_path: Path) -> 
     write_file(root / "handler" / "app.py", 4)
     write_file(root / "a" / "b" / "__pycache__" / "c.pyc", 3)
 
-    run = run_tool("prune", "--root", root, "--pattern", "R/library/*/help",
-                   "R/library/*/html", "--pattern", "**/__pycache__")
+    run = run_tool(
+        "prune",
+        "--root",
+        root,
+        "--pattern",
+        "R/library/*/help",
+        "R/library/*/html",
+        "--pattern",
+        "**/__pycache__",
+    )
 
     assert run.code == 0, run.err
     assert run.out == {
@@ -827,8 +940,11 @@ def test_prune_removes_matching_folders_and_counts_the_bytes(tmp_path: Path) -> 
         "bytes_freed": 2 * 10 + 2 * 20 + 7 + 3,
         "matches": {"R/library/*/help": 2, "R/library/*/html": 2, "**/__pycache__": 2},
     }
-    assert files_under(root) == ["R/library/base/R/base", "R/library/stats/R/stats",
-                                 "handler/app.py"]
+    assert files_under(root) == [
+        "R/library/base/R/base",
+        "R/library/stats/R/stats",
+        "handler/app.py",
+    ]
     assert not (root / "a" / "b" / "__pycache__").exists()
 
 
@@ -887,12 +1003,14 @@ def python_tree(root: Path, *names: str) -> Path:
 @needs_gcc
 def test_python_abi_passes_abi3_and_target_tagged_modules_and_bytecode(tmp_path: Path) -> None:
     root = python_tree(
-        tmp_path, "_rinterface_cffi_api.abi3.so",
+        tmp_path,
+        "_rinterface_cffi_api.abi3.so",
         "_cffi_backend.cpython-313-x86_64-linux-gnu.so",
         "rpy2/rinterface_lib/_bufferprotocol.cpython-313-x86_64-linux-gnu.so",
         "rpy2/__pycache__/__init__.cpython-313.pyc",
         # R's own shared objects carry no Python tag and are not Python's business.
-        "R/library/stats/libs/stats.so", "lib/libR.so",
+        "R/library/stats/libs/stats.so",
+        "lib/libR.so",
     )
     run = run_tool("python-abi", "--root", root, "--python", "3.13")
     assert run.code == 0, run.err
@@ -903,8 +1021,10 @@ def test_python_abi_passes_abi3_and_target_tagged_modules_and_bytecode(tmp_path:
 @needs_gcc
 def test_python_abi_fails_with_exit_6_naming_each_module_of_another_python(tmp_path: Path) -> None:
     root = python_tree(
-        tmp_path, "_cffi_backend.cpython-311-x86_64-linux-gnu.so",
-        "rpy2/rinterface_lib/_bufferprotocol.so", "_ok.abi3.so",
+        tmp_path,
+        "_cffi_backend.cpython-311-x86_64-linux-gnu.so",
+        "rpy2/rinterface_lib/_bufferprotocol.so",
+        "_ok.abi3.so",
     )
     run = run_tool("python-abi", "--root", root, "--python", "3.13")
     assert run.code == 6
@@ -917,12 +1037,16 @@ def test_python_abi_fails_with_exit_6_naming_each_module_of_another_python(tmp_p
 
 
 def test_python_abi_fails_on_bytecode_of_another_python(tmp_path: Path) -> None:
-    root = python_tree(tmp_path, "rpy2/__pycache__/__init__.cpython-311.pyc",
-                       "rpy2/__pycache__/sexp.cpython-313.pyc")
+    root = python_tree(
+        tmp_path,
+        "rpy2/__pycache__/__init__.cpython-311.pyc",
+        "rpy2/__pycache__/sexp.cpython-313.pyc",
+    )
     run = run_tool("python-abi", "--root", root, "--python", "3.13")
     assert run.code == 6
     assert run.out["wrong_python"] == [
-        "rpy2/__pycache__/__init__.cpython-311.pyc is bytecode of cpython-311, not cpython-313"]
+        "rpy2/__pycache__/__init__.cpython-311.pyc is bytecode of cpython-311, not cpython-313"
+    ]
 
 
 def test_python_abi_rejects_a_malformed_version(tmp_path: Path) -> None:

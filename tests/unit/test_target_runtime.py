@@ -18,8 +18,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PLATFORMS = ("local", "sandbox", "aws")
-ENV = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-       "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+ENV = {
+    **os.environ,
+    "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+    "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+}
 
 
 def release_defaults() -> dict:
@@ -29,7 +32,11 @@ def release_defaults() -> dict:
 def inventory_vars(platform: str) -> dict:
     out = subprocess.run(
         [str(BIN / "ansible-inventory"), "-i", f"inventory/{platform}", "--host", "localhost"],
-        cwd=REPO, env=ENV, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return json.loads(out)
 
@@ -38,7 +45,10 @@ def test_the_default_target_is_lambdas_python_3_13_on_amazon_linux_2023() -> Non
     defaults = release_defaults()
     assert defaults["release_target_runtime"] == "python3.13"
     assert defaults["release_lambda_runtimes"]["python3.13"] == {
-        "os": "Amazon Linux 2023", "glibc": "2.34", "python": "3.13"}
+        "os": "Amazon Linux 2023",
+        "glibc": "2.34",
+        "python": "3.13",
+    }
 
 
 def test_only_runtimes_open_to_new_functions_are_offered() -> None:
@@ -88,8 +98,17 @@ def test_amazon_linux_has_its_dnf_lists(role: str) -> None:
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_the_release_playbook_parses_for_each_platform(platform: str) -> None:
     done = subprocess.run(
-        [str(BIN / "ansible-playbook"), "--syntax-check", "-i", f"inventory/{platform}",
-         "playbooks/release.yml"],
-        cwd=REPO, env=ENV, capture_output=True, text=True, check=False,
+        [
+            str(BIN / "ansible-playbook"),
+            "--syntax-check",
+            "-i",
+            f"inventory/{platform}",
+            "playbooks/release.yml",
+        ],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,283 @@
+# How the handler predicts with an admission model: the plan made when a model loads.
+#
+# handler.py evaluates this file in an environment whose parent is the stats namespace
+# and calls plan_model(model) once per model; the release's build host sources it with
+# its full R to find the R packages a model needs (model_namespaces). A model predicts
+# from three inputs, gre, gpa and rank, all numbers in the request.
+#
+# plan_model() answers, for a glm or lm on those inputs:
+# - error: why the handler cannot serve the model (a variable it cannot supply, a
+#   function no R package here provides, a class it does not predict), or NULL;
+# - predict: function(gre, gpa, rank) giving predict(model, newdata, type = "response")
+#   for newdata built the way the model expects: rank as a factor with the model's own
+#   levels where it was a factor (or character) in the data, as a number where the model
+#   was fitted on numbers (factor(rank) in the formula converts it itself);
+# - direct: when the model's design is provably (1, gre, gpa, rank indicators or rank) in
+#   some order, function(X) computing what predict.lm and predict.glm compute from the
+#   model matrix X, and columns: what fills each column of X (0 the intercept, 1 gre,
+#   2 gpa, 3 rank as a number, 10 + k the indicator rank == k); else unmatched, the names
+#   of the checks the model failed;
+# - ranks: the ranks (of 1 to 4) the model can predict, and rank_levels, the levels of
+#   rank the model knows when it treats rank as categorical;
+# - bounded: whether every prediction is a probability (a binomial or quasibinomial glm).
+
+inputs <- c("gre", "gpa", "rank")
+input_ranks <- c(1, 2, 3, 4)
+categorical <- c("factor", "ordered", "character")
+
+`%||%` <- function(a, b) if (is.null(a)) b else a  # base R has it from 4.4 only
+
+model_error <- function(...) stop(paste0(...), call. = FALSE)
+
+quoted <- function(x) paste(sQuote(x, FALSE), collapse = ", ")
+
+# Functions an expression calls: a two-column matrix (package or NA, name).
+called_functions <- function(expr) {
+  found <- character()
+  walk <- function(e) {
+    if (!is.call(e)) return(invisible())
+    f <- e[[1L]]
+    if (is.symbol(f)) {
+      found <<- c(found, NA, as.character(f))
+    } else if (is.call(f) && identical(length(f), 3L) &&
+               as.character(f[[1L]]) %in% c("::", ":::")) {
+      found <<- c(found, as.character(f[[2L]]), as.character(f[[3L]]))
+    } else {
+      walk(f)
+    }
+    args <- as.list(e)[-1L]
+    for (i in seq_along(args)) if (!is.symbol(args[[i]])) walk(args[[i]])
+  }
+  walk(expr)
+  calls <- matrix(found, ncol = 2L, byrow = TRUE, dimnames = list(NULL, c("package", "name")))
+  unique(calls)
+}
+
+# The installed package that exports `name`, read from each package's namespace index
+# (nothing is loaded): the namespaces already loaded first, then R's own packages.
+find_exporter <- function(name) {
+  installed <- .packages(all.available = TRUE)
+  own <- c("stats", "splines", "graphics", "grDevices", "utils", "methods", "grid",
+           "stats4", "parallel", "tools", "compiler")
+  candidates <- unique(c(intersect(loadedNamespaces(), installed), intersect(own, installed),
+                         sort(installed)))
+  for (package in setdiff(candidates, "base")) {
+    info <- file.path(find.package(package, quiet = TRUE), "Meta", "nsInfo.rds")
+    if (length(info) != 1L || !file.exists(info)) next
+    ns <- readRDS(info)
+    if (name %in% ns$exports ||
+        any(vapply(ns$exportPatterns, function(p) grepl(p, name), logical(1L)))) {
+      return(package)
+    }
+  }
+  NULL
+}
+
+# Make every function the model's terms call findable from the terms' environment,
+# attaching the package that provides it where R would not find it; else an error
+# naming the function and, when the model names it, the package.
+resolve_functions <- function(exprs, env) {
+  for (expr in exprs) {
+    calls <- called_functions(expr)
+    for (i in seq_len(nrow(calls))) {
+      package <- calls[i, "package"]
+      name <- calls[i, "name"]
+      if (!is.na(package)) {
+        if (!requireNamespace(package, quietly = TRUE)) {
+          model_error("the model calls ", package, "::", name, "(), and R package ",
+                      sQuote(package, FALSE), " is not in this R (it has ",
+                      paste(sort(.packages(all.available = TRUE)), collapse = ", "), ")")
+        }
+      } else if (!exists(name, envir = env, mode = "function")) {
+        package <- find_exporter(name)
+        if (is.null(package)) {
+          model_error("the model calls ", name, "(), which no R package in this R provides (it has ",
+                      paste(sort(.packages(all.available = TRUE)), collapse = ", "), ")")
+        }
+        library(package, character.only = TRUE, warn.conflicts = FALSE, quietly = TRUE)
+      }
+    }
+  }
+}
+
+# How newdata carries each input: "numeric", or the class of a categorical rank.
+input_classes <- function(model, tt, used) {
+  classes <- attr(tt, "dataClasses")
+  sapply(intersect(inputs, used), function(name) {
+    class <- if (name %in% names(classes)) classes[[name]] else "numeric"
+    if (identical(class, "numeric")) return(class)
+    if (name == "rank" && class %in% categorical) {
+      if (is.null(model$xlevels$rank)) {
+        model_error("rank was a ", class, " in the model's data but the model records no levels for it")
+      }
+      return(class)
+    }
+    model_error(name, " was a ", class, " in the model's data; the handler supplies ", name,
+                " as a number", if (name == "rank") " or as a factor of the model's levels")
+  })
+}
+
+newdata_builder <- function(model, classes) {
+  rank_class <- if ("rank" %in% names(classes)) classes[["rank"]] else "numeric"
+  levels <- model$xlevels$rank
+  as_rank <- switch(rank_class,
+    numeric = function(rank) rank,
+    character = function(rank) as.character(rank),
+    factor = function(rank) factor(as.character(rank), levels = levels),
+    ordered = function(rank) factor(as.character(rank), levels = levels, ordered = TRUE)
+  )
+  function(gre, gpa, rank) list2DF(list(gre = gre, gpa = gpa, rank = as_rank(rank)))
+}
+
+# What fills a column of the model matrix for one main-effect variable: "gre", "gpa",
+# "rank" (a number) or "rank_factor" (indicators); NULL when not one of these forms.
+variable_kind <- function(predvar, class, levels) {
+  if (is.symbol(predvar)) {
+    name <- as.character(predvar)
+    if (name %in% c("gre", "gpa") && identical(class, "numeric")) return(name)
+    if (name == "rank") {
+      if (identical(class, "numeric")) return("rank")
+      if (class %in% c("factor", "character")) return("rank_factor")
+    }
+    return(NULL)
+  }
+  if (!is.call(predvar) || !identical(class, "factor")) return(NULL)
+  f <- predvar[[1L]]
+  args <- as.list(predvar)[-1L]
+  if (!(identical(f, quote(factor)) || identical(f, quote(as.factor)))) return(NULL)
+  if (!identical(args[[1L]], quote(rank)) || !is.null(names(args)) && names(args)[1L] != "") {
+    return(NULL)
+  }
+  if (length(args) == 1L) return("rank_factor")
+  # train.R's factor(rank, levels = c("1", ...)), with the levels the model records.
+  if (identical(f, quote(factor)) && length(args) == 2L && identical(names(args)[2L], "levels") &&
+      identical(args[[2L]], levels)) {
+    return("rank_factor")
+  }
+  NULL
+}
+
+# The design of the direct computation, or the names of the checks the model fails.
+direct_design <- function(model, tt, used) {
+  failed <- character()
+  check <- function(name, ok) if (!isTRUE(ok)) failed <<- c(failed, name)
+  check("offset", is.null(attr(tt, "offset")) && is.null(model$call$offset))
+  check("interactions", all(attr(tt, "order") == 1L))
+  beta <- model$coefficients
+  check("estimable", !anyNA(beta) && identical(model$rank, length(beta)) &&
+          identical(model$qr$pivot, seq_along(beta)))
+  if (length(failed)) return(list(unmatched = failed))
+  classes <- attr(tt, "dataClasses")
+  variables <- vapply(as.list(attr(tt, "variables"))[-1L], function(v) paste(deparse(v), collapse = ""), "")
+  predvars <- as.list(attr(tt, "predvars") %||% attr(tt, "variables"))[-1L]
+  factors <- attr(tt, "factors")
+  intercept <- identical(attr(tt, "intercept"), 1L)
+  coef_names <- if (intercept) "(Intercept)" else character()
+  columns <- if (intercept) 0L else integer()
+  full_coding <- !intercept  # without an intercept the first factor codes every level
+  for (label in attr(tt, "term.labels")) {
+    at <- match(rownames(factors)[factors[, label] > 0], variables)
+    levels <- model$xlevels[[label]]
+    kind <- if (length(at) == 1L) {
+      variable_kind(predvars[[at]], unname(classes[variables[at]]), levels)
+    }
+    if (is.null(kind)) return(list(unmatched = "terms"))
+    if (kind != "rank_factor") {
+      coef_names <- c(coef_names, label)
+      columns <- c(columns, match(kind, c("gre", "gpa", "rank")))
+      next
+    }
+    ranks <- suppressWarnings(as.numeric(levels))
+    if (is.null(levels) || anyNA(ranks) || !all(ranks %in% input_ranks) ||
+        !identical(as.character(ranks), levels)) {
+      return(list(unmatched = "levels"))
+    }
+    if (!identical(model$contrasts[[label]], "contr.treatment")) {
+      return(list(unmatched = "contrasts"))
+    }
+    coded <- if (full_coding) levels else levels[-1L]
+    full_coding <- FALSE
+    coef_names <- c(coef_names, paste0(label, coded))
+    columns <- c(columns, 10L + as.integer(coded))
+  }
+  if (!identical(names(beta), coef_names)) return(list(unmatched = "coefficients"))
+  list(unmatched = character(), columns = columns)
+}
+
+# predict.lm's arithmetic on the model matrix: drop(X[, piv] %*% beta[piv]) with piv the
+# identity here (checked above) and no offset; predict.glm then applies the inverse link.
+# (R < 4.3 also adds rep(0, n): that changes no value, only -0 to 0.)
+direct_predictor <- function(model) {
+  beta <- model$coefficients
+  if (inherits(model, "glm")) {
+    linkinv <- model$family$linkinv
+    function(X) linkinv(drop(X %*% beta))
+  } else {
+    function(X) drop(X %*% beta)
+  }
+}
+
+plan_model <- function(model) {
+  class <- class(model)
+  if (!(identical(class, c("glm", "lm")) || identical(class, "lm"))) {
+    model_error("the model is of class ", quoted(class), "; the handler serves glm and lm models")
+  }
+  tt <- tryCatch(terms(model), error = function(e) NULL)
+  if (!inherits(tt, "terms")) model_error("the model has no terms (is it a fitted glm or lm?)")
+  dtt <- delete.response(tt)
+  env <- environment(tt) %||% globalenv()
+  predvars <- attr(dtt, "predvars") %||% attr(dtt, "variables")
+  offset <- model$call$offset
+  used <- unique(c(all.vars(attr(dtt, "variables")), all.vars(predvars), all.vars(offset)))
+  unknown <- setdiff(used, inputs)
+  if (length(unknown)) {
+    model_error("the model uses ", if (length(unknown) == 1L) "variable " else "variables ",
+                quoted(unknown), ", which the handler cannot supply: requests carry only gre, gpa and rank")
+  }
+  resolve_functions(list(predvars, offset), env)
+  classes <- input_classes(model, tt, used)
+  newdata <- newdata_builder(model, classes)
+  predict_response <- function(gre, gpa, rank) {
+    as.double(stats::predict(model, newdata = newdata(gre, gpa, rank), type = "response"))
+  }
+  # A rank the model cannot take (a level it never saw) fails predict(): ask for each.
+  # (A factor newdata makes it NA instead: a level the factor does not have.)
+  works <- vapply(input_ranks, function(rank) {
+    value <- tryCatch(predict_response(500, 3, rank), error = function(e) NA_real_)
+    length(value) == 1L && !is.na(value)
+  }, logical(1L))
+  if (!any(works)) {
+    tryCatch(predict_response(500, 3, 1), error = function(e) {
+      model_error("the model cannot predict from gre, gpa and rank: ", conditionMessage(e))
+    })
+  }
+  rank_levels <- unique(unlist(model$xlevels[vapply(names(model$xlevels), function(n) {
+    identical(all.vars(str2lang(n)), "rank")
+  }, logical(1L))], use.names = FALSE))
+  design <- direct_design(model, tt, used)
+  family <- if (inherits(model, "glm")) model$family else NULL
+  list(
+    predict = predict_response,
+    direct = if (length(design$unmatched)) NULL else direct_predictor(model),
+    columns = if (length(design$unmatched)) integer() else design$columns,
+    unmatched = design$unmatched,
+    ranks = input_ranks[works],
+    rank_levels = as.character(rank_levels),
+    bounded = !is.null(family) && family$family %in% c("binomial", "quasibinomial"),
+    kind = if (is.null(family)) "lm" else sprintf("glm %s(%s)", family$family, family$link)
+  )
+}
+
+# plan_model(), with an error as list(error = message).
+plan <- function(model) {
+  tryCatch(plan_model(model), error = function(e) list(error = conditionMessage(e)))
+}
+
+# The namespaces predicting with the model needs (on top of what R loads by itself):
+# what the release ships in the package's R library.
+model_namespaces <- function(model) {
+  planned <- plan(model)
+  if (!is.null(planned$error)) stop(planned$error, call. = FALSE)
+  for (rank in planned$ranks) planned$predict(c(200, 800), c(0, 4), c(rank, rank))
+  sort(loadedNamespaces())
+}
