@@ -536,7 +536,9 @@ class _Model:
             columns.extend(self._column(code, applicants))
         matrix = ri.FloatSexpVector.from_memoryview(memoryview(columns))
         matrix.do_slot_assign("dim", ri.IntSexpVector([len(applicants), len(self._columns)]))
-        return self._direct(matrix).memoryview().tolist()
+        # list(), not .memoryview().tolist(): rpy2 3.5 drops a reference to None with
+        # each memoryview of a result, which aborts Python 3.11 at exit after enough calls.
+        return list(self._direct(matrix))
 
     def _predict_frame(self, applicants: Sequence[Applicant]) -> list[float]:
         ri = self._ri
@@ -545,7 +547,7 @@ class _Model:
             ri.FloatSexpVector([a.gpa for a in applicants]),
             ri.FloatSexpVector([float(a.rank) for a in applicants]),
         )
-        return list(result.memoryview().tolist())
+        return list(result)
 
 
 def _read_model(rinterface: Any, path: str) -> _Model:

@@ -5,8 +5,9 @@ starts lives under DIR (the package), not in a system R. EXPECT_PYTHON=X.Y check
 checks run on the target runtime's Python; EXPECT_READ_ONLY=DIR[:DIR...] that this process
 cannot write in those folders (Lambda's task root and /opt) but can write in /tmp.
 
-test_predictions_are_identical_to_r_predict proves, with the package's own R, that the
-handler's direct computation gives the very bits R's predict() gives.
+The checks hold for any model the release ships: test_predictions_are_identical_to_r_predict
+proves, with the package's own R, that the handler gives the very bits R's predict() gives
+for newdata built the way the model expects (rank a number, or a factor of its levels).
 """
 
 import json
@@ -26,28 +27,48 @@ def _proxy_event(body: dict) -> dict:
 
 
 def _grid() -> list:
-    """All ranks x gre 200..800 step 25 x gpa 0..4 step 0.125: 4 * 25 * 33 applicants."""
+    """The model's ranks x gre 200..800 step 25 x gpa 0..4 step 0.125."""
     return [
         {"gre": 200 + 25 * g, "gpa": p / 8, "rank": rank}
-        for rank in (1, 2, 3, 4)
+        for rank in handler.get_model().ranks
         for g in range(25)
         for p in range(33)
     ]
 
 
+_R_PREDICT = """
+function(model, gre, gpa, rank) {
+  classes <- attr(stats::terms(model), "dataClasses")
+  class <- if ("rank" %in% names(classes)) classes[["rank"]] else "numeric"
+  levels <- model$xlevels$rank
+  rank <- switch(class,
+    numeric = rank,
+    character = as.character(rank),
+    factor = factor(as.character(rank), levels = levels),
+    ordered = factor(as.character(rank), levels = levels, ordered = TRUE))
+  newdata <- data.frame(gre = gre, gpa = gpa, rank = rank, stringsAsFactors = FALSE)
+  stats::predict(model, newdata = newdata, type = "response")
+}
+"""
+
+
 def _r_predict(applicants: list) -> list:
-    """R's own predict(readRDS(model), data.frame(gre, gpa, rank), type = "response")."""
+    """R's own predict(readRDS(model), data.frame(gre, gpa, rank), type = "response"),
+    rank given as the model was fitted with it (a number, or a factor of its levels)."""
     ri = handler._start_r()
     with handler._LOCK:
         model = ri.baseenv["readRDS"](ri.StrSexpVector([handler.get_model().source]))
-        stats = ri.baseenv["getNamespace"](ri.StrSexpVector(["stats"]))
-        columns = {
-            name: ri.FloatSexpVector([float(a[name]) for a in applicants])
+        predict = ri.baseenv["eval"](ri.parse(_R_PREDICT))
+        columns = [
+            ri.FloatSexpVector([float(a[name]) for a in applicants])
             for name in ("gre", "gpa", "rank")
-        }
-        frame = ri.baseenv["data.frame"](**columns)
-        response = ri.StrSexpVector(["response"])
-        return list(stats["predict"](model, newdata=frame, type=response))
+        ]
+        return list(predict(model, *columns))
+
+
+def _rank() -> int:
+    """A rank the model knows (a model fitted without rank 1 does not know rank 1)."""
+    return handler.get_model().ranks[0]
 
 
 def _bits(values: list) -> list:
@@ -62,22 +83,26 @@ def _mapped_libr_paths() -> list:
 
 class PackageTest(unittest.TestCase):
     def test_proxy_event_answers_200_with_the_probability(self) -> None:
-        response = handler.lambda_handler(_proxy_event({"gre": 800, "gpa": 4, "rank": 1}), None)
+        applicant = {"gre": 800, "gpa": 4, "rank": _rank()}
+        response = handler.lambda_handler(_proxy_event(applicant), None)
         self.assertEqual(response["statusCode"], 200)
         body = json.loads(response["body"])
-        self.assertIs(body["result"], True)
-        self.assertAlmostEqual(body["probability"], 0.7384, places=4)
+        [expected] = _r_predict([applicant])
+        self.assertEqual(_bits([body["probability"]]), _bits([expected]))
+        self.assertIs(body["result"], expected > 0.5)
 
     def test_batch_of_three_answers_in_order(self) -> None:
+        low, high = handler.get_model().ranks[-1], _rank()
         applicants = [
-            {"gre": 800, "gpa": 4, "rank": 4},
-            {"gre": 800, "gpa": 4, "rank": 1},
-            {"gre": 800, "gpa": 4, "rank": 4},
+            {"gre": 800, "gpa": 4, "rank": low},
+            {"gre": 520, "gpa": 3.1, "rank": high},
+            {"gre": 800, "gpa": 4, "rank": low},
         ]
         response = handler.lambda_handler({"applicants": applicants}, None)
-        probabilities = [round(r["probability"], 4) for r in response["results"]]
-        self.assertEqual(probabilities, [0.3743, 0.7384, 0.3743])
-        self.assertEqual([r["result"] for r in response["results"]], [False, True, False])
+        probabilities = [r["probability"] for r in response["results"]]
+        self.assertEqual(_bits(probabilities), _bits(_r_predict(applicants)))
+        results = [r["result"] for r in response["results"]]
+        self.assertEqual(results, [p > 0.5 for p in probabilities])
 
     def test_bad_input_proxy_event_answers_400_naming_the_field(self) -> None:
         response = handler.lambda_handler(_proxy_event({"gre": 800, "gpa": 4, "rank": 7}), None)
@@ -90,7 +115,6 @@ class PackageTest(unittest.TestCase):
         applicants = _grid()
         singles = [handler.admit_probability(a["gre"], a["gpa"], a["rank"]) for a in applicants]
         batch = handler.admit_probabilities(applicants)
-        self.assertEqual(handler.get_model().method, handler.DIRECT)
         expected = _bits(_r_predict(applicants))
         self.assertEqual(_bits(batch), expected)
         self.assertEqual(_bits(singles), expected)
@@ -102,7 +126,7 @@ class PackageTest(unittest.TestCase):
         expected = os.environ.get("EXPECT_LIBR_UNDER")
         if not expected:
             self.skipTest("EXPECT_LIBR_UNDER is not set")
-        handler.admit_probability(800, 4, 1)  # starts R
+        handler.admit_probability(800, 4, _rank())  # starts R
         mapped = _mapped_libr_paths()
         self.assertTrue(mapped, "no libR.so is mapped into this process")
         root = os.path.realpath(expected)
@@ -121,7 +145,7 @@ class PackageTest(unittest.TestCase):
         folders = [f for f in os.environ.get("EXPECT_READ_ONLY", "").split(":") if f]
         if not folders:
             self.skipTest("EXPECT_READ_ONLY is not set")
-        handler.admit_probability(800, 4, 1)  # R and the model loaded with no write outside /tmp
+        handler.admit_probability(800, 4, _rank())  # R and the model loaded, no write outside /tmp
         for folder in folders:
             probe_path = os.path.join(folder, ".write-probe")
             refused = self.assertRaises(OSError, msg=f"{folder} is writable")
@@ -143,7 +167,7 @@ class PackageTest(unittest.TestCase):
                     spawned.append(event + " " + repr(args)[:120])
             sys.addaudithook(audit)
             import handler
-            probability = handler.admit_probability(800, 4, 1)
+            probability = handler.admit_probability(800, 4, handler.get_model().ranks[0])
             print(json.dumps({"spawned": spawned, "probability": probability}))
             """
         )
@@ -153,7 +177,8 @@ class PackageTest(unittest.TestCase):
         self.assertEqual(done.returncode, 0, done.stderr)
         report = json.loads(done.stdout.splitlines()[-1])
         self.assertEqual(report["spawned"], [])
-        self.assertAlmostEqual(report["probability"], 0.7384, places=4)
+        here = handler.admit_probability(800, 4, _rank())
+        self.assertEqual(_bits([report["probability"]]), _bits([here]))
 
 
 if __name__ == "__main__":

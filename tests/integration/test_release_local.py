@@ -101,6 +101,18 @@ def test_manifest_records_what_ops_need(bucket: str, first_release: dict) -> Non
     ):
         assert manifest[field], field
     assert manifest["platform"] == "local"
+    # Trained on the build host from the project's copy of the UCLA data.
+    source = manifest["model"]["source"]
+    assert (source["kind"], source["file"], source["project_data"]) == (
+        "training_data",
+        "binary.csv",
+        True,
+    )
+    csv = (REPO / "handler/model/binary.csv").read_bytes()
+    assert source["sha256"] == hashlib.sha256(csv).hexdigest()
+    model = s3_client().get_object(Bucket=bucket, Key=manifest["model"]["key"])["Body"].read()
+    assert hashlib.sha256(model).hexdigest() == manifest["model"]["sha256"]
+    assert manifest["model"]["plan"]["method"] == "direct"
     needed = tuple(int(x) for x in manifest["glibc"]["needed_max"].split("."))
     ceiling = tuple(int(x) for x in manifest["glibc"]["target_max"].split("."))
     assert needed <= ceiling
@@ -316,3 +328,92 @@ def test_reaper_removes_only_hosts_older_than_the_limit(first_release: dict) -> 
         assert name not in containers_left()
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=False)
+
+
+# ------------------------------------------------------ a model of the operator's own
+
+
+def _fit(kind: str, out: Path) -> Path:
+    """A model fitted the way users fit theirs (tests/handler/fit_models.R), as an .rds."""
+    subprocess.run(
+        [
+            "Rscript",
+            str(REPO / "tests/handler/fit_models.R"),
+            str(REPO / "handler/model/binary.csv"),
+            str(out),
+            kind,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out / f"{kind}.rds"
+
+
+def test_a_model_the_handler_cannot_serve_fails_the_release_before_publishing(
+    bucket: str, first_release: dict, tmp_path: Path
+) -> None:
+    client = s3_client()
+    before = keys(client, bucket)
+    latest_before = read_json(client, bucket, "releases/latest.json")
+    model = _fit("extra_variable", tmp_path)
+
+    run = run_playbook(
+        "playbooks/release.yml",
+        "-e",
+        f"release_bucket={bucket}",
+        "-e",
+        f"lambda_package_model_rds={model}",
+        name="release-unservable-model",
+    )
+
+    assert run.returncode != 0
+    assert f"The model from lambda_package_model_rds={model} cannot be served" in run.output
+    assert "the model uses variable 'gender', which the handler cannot supply" in run.output
+    assert keys(client, bucket) == before
+    assert read_json(client, bucket, "releases/latest.json") == latest_before
+    assert_no_hosts_left(run.output)
+
+
+def test_a_release_serves_the_2017_procedures_own_model(
+    bucket: str, first_release: dict, tmp_path: Path
+) -> None:
+    client = s3_client()
+    model = _fit("2017", tmp_path)
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+
+    run = run_playbook(
+        "playbooks/release.yml",
+        "-e",
+        f"release_bucket={bucket}",
+        "-e",
+        f"lambda_package_model_rds={model}",
+        name="release-2017-model",
+    ).check()
+    assert_no_hosts_left(run.output)
+
+    latest = read_json(client, bucket, "releases/latest.json")
+    version = latest["version"]
+    manifest = read_json(client, bucket, f"releases/{version}/manifest.json")
+    assert manifest["status"] == "verified"
+    assert manifest["model"]["source"] == {
+        "kind": "rds",
+        "file": "2017.rds",
+        "sha256": digest,
+        "project_data": False,
+    }
+    # Shipped as it is: the published model is the operator's file, byte for byte.
+    assert manifest["model"]["sha256"] == digest
+    published = client.get_object(Bucket=bucket, Key=manifest["model"]["key"])["Body"].read()
+    assert hashlib.sha256(published).hexdigest() == digest
+    assert manifest["model"]["plan"]["method"] == "direct"
+    assert manifest["model"]["plan"]["rank_levels"] == ["1", "2", "3", "4"]
+    # On the clean host: every prediction bitwise R's predict() with rank a factor, the
+    # 2017 answers skipped (another model), the runtime client's five events answered.
+    junit = client.get_object(Bucket=bucket, Key=f"releases/{version}/package-test.xml")
+    report = junit["Body"].read().decode()
+    assert 'name="test_predictions_are_identical_to_r_predict"' in report
+    assert manifest["tests"]["failed"] == 0 and manifest["tests"]["passed"] >= 6
+    assert "the release serves a model not trained on the project's UCLA data" in report
+    runtime = manifest["tests"]["runtime_client"]
+    assert (runtime["passed"], runtime["failed"]) == (5, 0)

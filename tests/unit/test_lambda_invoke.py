@@ -518,6 +518,31 @@ def test_body_json_subset_needs_a_json_string_body() -> None:
     )
 
 
+def test_ignored_keys_leave_the_answers_of_another_model_out_of_the_comparison() -> None:
+    [case] = invoke.parse_cases(
+        [
+            {
+                "name": "batch",
+                "event": {},
+                "expect": {
+                    "kind": "response",
+                    "status_code": 200,
+                    "body_json_subset": {"results": [{"result": True, "probability": 0.7}]},
+                },
+            }
+        ]
+    )
+    body = json.dumps({"results": [{"result": False, "probability": 0.2}]})
+    other_model = json.dumps({"statusCode": 200, "body": body}).encode()
+    assert invoke.judge(case.expect, "response", other_model) is not None
+    [ignoring] = invoke.ignoring([case], ["probability", "result"])
+    assert ignoring.expect["body_json_subset"] == {"results": [{}]}
+    assert invoke.judge(ignoring.expect, "response", other_model) is None
+    # A wrong status or shape still fails.
+    assert invoke.judge(ignoring.expect, "response", b'{"statusCode": 400, "body": "{}"}')
+    assert invoke.ignoring([case], []) == [case]
+
+
 # -------------------------------------------------------------- the HTTP server itself
 
 
@@ -622,7 +647,8 @@ def test_shipped_events_pass_against_the_real_handler(fake_lambda: Lambda) -> No
         str(model),
     ]
     subprocess.run(train, check=True, capture_output=True, timeout=120)
-    shutil.copy(HANDLER_DIR / "handler.py", fake_lambda.task_root / "handler.py")
+    for name in ("handler.py", "admission_model.R"):
+        shutil.copy(HANDLER_DIR / name, fake_lambda.task_root / name)
     run = run_invoke(fake_lambda, json.loads(EVENTS.read_text()))
     assert run.rc == 0, run.stderr
     assert run.stdout.splitlines()[-1] == "5 passed, 0 failed"
