@@ -16,7 +16,8 @@ handed out to its answer posted), first_prediction_s (their sum: process start t
 first prediction) and peak_rss_mb (the client's VmHWM after that answer).
 
 warm: handler/bench_predict.py run as nobody with Lambda's environment (BENCH_HANDLER
-names the module): single-call median of --calls calls, median of 5 batches.
+names the module): single-call median of --calls calls, median of 5 batches; with
+--model, of that model (MODEL_PATH) instead of the package's.
 
 Both print one JSON object on stdout; exit 1 with the reason on stderr when the package
 fails to answer.
@@ -116,9 +117,13 @@ def cold(module: str, python: str) -> dict[str, Any]:
         return cold_summary(json.load(handle))
 
 
-def warm(module: str, python: str, calls: int, batch_size: int) -> dict[str, Any]:
+def warm(
+    module: str, python: str, calls: int, batch_size: int, model: str | None = None
+) -> dict[str, Any]:
     minor = ".".join(map(str, sys.version_info[:2]))
     env = lambda_env(module, minor, os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
+    if model:
+        env["MODEL_PATH"] = model  # another model than the package's admission.rds
     done = subprocess.run(
         [*as_user(USER), python, os.path.join(TOOLS, "bench_predict.py"),
          "--calls", str(calls), "--batch-size", str(batch_size)],
@@ -137,11 +142,12 @@ def main() -> int:
     parser.add_argument("--python", default="python3.13", help="the runtime's interpreter")
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--model", help="warm: predict with this .rds instead")
     args = parser.parse_args()
     if args.what == "cold":
         result = cold(args.handler, args.python)
     else:
-        result = warm(args.handler, args.python, args.calls, args.batch_size)
+        result = warm(args.handler, args.python, args.calls, args.batch_size, args.model)
     print(json.dumps(result))
     return 0
 

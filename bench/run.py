@@ -13,7 +13,9 @@ Runs, on the local platform:
    read-only at /var/task, awslambdaric unpacked at /var/runtime. Cold starts go through
    Lambda's runtime client (lambda_invoke.py: process start to the first prediction, and
    the client's peak RSS), the two packages taking turns; then the warm latencies
-   (handler/bench_predict.py with Lambda's environment).
+   (handler/bench_predict.py with Lambda's environment), and the project's handler warm
+   with each kind of admission model (tests/handler/fit_models.R: the 2017 model, factor
+   or numeric rank, other links, interactions...), the path each takes (direct or predict).
 Writes dist/bench.json and prints a table of each figure against its target. Figures
 are recorded, never asserted: a missed target is reported, not failed.
 """
@@ -55,6 +57,12 @@ STAND_IN_TOOLS = (
 )
 LABEL = "r-lambda.run_id"  # local_hosts_label: the reaper finds what an interrupted run left
 MEMORY = "128m"  # Lambda's smallest memory size
+# Admission models fitted the ways users fit them (tests/handler/fit_models.R): each is
+# predicted warm in the project's stand-in, to show what each path costs (direct or predict).
+FIT_MODELS_R = REPO / "tests" / "handler" / "fit_models.R"
+MODEL_KINDS = ("2017", "factor_in_formula", "numeric_rank", "reordered", "probit", "lm",
+               "no_intercept", "three_ranks", "character_rank", "interaction", "rank_by_gpa",
+               "poly", "offset", "ordered_rank")
 COLD_STARTS = 5
 MB = 1024 * 1024
 
@@ -193,15 +201,17 @@ def awslambdaric_wheels(python_version: str) -> list[Path]:
     return wheels
 
 
-def stand_in_command(name: str, image: str, task: Path, runtime: Path, tools: Path) -> list[str]:
+def stand_in_command(name: str, image: str, task: Path, runtime: Path, tools: Path,
+                     models: Path | None = None) -> list[str]:
     """podman run of a container made like a Lambda sandbox, idle until measured."""
+    mounts = ["-v", f"{models}:/models:ro"] if models else []
     return [
         "podman", "run", "-d", "--init", "--name", name, "--label", f"{LABEL}={name}",
         # Only /tmp is writable (512 MB, as Lambda's default ephemeral storage).
         "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,mode=1777,size=512m",
         f"--memory={MEMORY}", f"--memory-swap={MEMORY}", "--network", "none",
         "-v", f"{task}:/var/task:ro", "-v", f"{runtime}:/var/runtime:ro",
-        "-v", f"{tools}:/bench:ro",
+        "-v", f"{tools}:/bench:ro", *mounts,
         image, "sleep", "infinity",
     ]
 
@@ -264,8 +274,35 @@ def measure(containers: dict[str, str], modules: dict[str, str], python: str) ->
     return results
 
 
+def fit_models(out: Path) -> None:
+    """MODEL_KINDS fitted with the controller's R into OUT, readable by the stand-in's nobody."""
+    sh("Rscript", str(FIT_MODELS_R), str(REPO / "handler" / "model" / "binary.csv"), str(out),
+       *MODEL_KINDS)
+    out.chmod(0o755)
+    for path in out.iterdir():
+        path.chmod(0o644)
+
+
+def model_kind_figures(container: str, python: str) -> dict[str, dict]:
+    """Warm figures of each model kind predicted by the project's handler and R."""
+    kinds: dict[str, dict] = {}
+    for kind in MODEL_KINDS:
+        try:
+            warm = in_stand_in(container, python, "warm", "--handler", "handler",
+                               "--python", python, "--model", f"/models/{kind}.rds")
+        except StandInError as exc:
+            kinds[kind] = {"error": str(exc)}
+            continue
+        kinds[kind] = {"method": warm["method"],
+                       "warm_predict_ms": warm["single_call_median_ms"],
+                       "batch_1000_ms": warm["batch_median_ms"],
+                       "load_ms": warm["load_ms"]}
+    return kinds
+
+
 def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: str) -> dict:
-    """Each package (label -> zip, handler module) in its own Lambda stand-in."""
+    """Each package (label -> zip, handler module) in its own Lambda stand-in; the project's
+    also predicts each of MODEL_KINDS (its figures under "model_kinds")."""
     if sh("podman", "image", "exists", TEST_IMAGE, check=False).returncode != 0:
         raise SystemExit(f"bench: no image {TEST_IMAGE}: a release builds it")
     containers: dict[str, str] = {}
@@ -280,17 +317,24 @@ def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: 
         runtime.mkdir()
         for wheel in awslambdaric_wheels(python_version):
             unpack(wheel, runtime)
+        models = tmp / "models"
+        models.mkdir()
+        fit_models(models)
         try:
             for label, (zip_path, _) in packages.items():
                 task = tmp / f"task-{label}"
                 unpack(zip_path, task)
                 name = f"r-lambda-bench-{label}-{os.getpid()}"
-                sh(*stand_in_command(name, TEST_IMAGE, task, runtime, tools))
+                sh(*stand_in_command(name, TEST_IMAGE, task, runtime, tools, models))
                 containers[label] = name
             log(f"{COLD_STARTS} cold starts each through the runtime client, "
                 f"{' and '.join(packages)} taking turns")
-            return measure(containers, {label: module for label, (_, module) in packages.items()},
-                           f"python{python_version}")
+            python = f"python{python_version}"
+            modules = {label: module for label, (_, module) in packages.items()}
+            measured = measure(containers, modules, python)
+            log(f"warm latencies of {len(MODEL_KINDS)} kinds of admission model")
+            measured["model_kinds"] = model_kind_figures(containers["project"], python)
+            return measured
         finally:
             for name in containers.values():
                 sh("podman", "rm", "-f", "-t", "0", name, check=False)
@@ -321,6 +365,18 @@ def table(figures: dict) -> str:
         rows.append(f"{key:<18} {figures.get(key)!s:>14} {figures.get(f'baseline_{key}')!s:>14}"
                     f"  {'(recorded)':<40}")
     return "\n".join(rows)
+
+
+def model_kinds_table(kinds: dict[str, dict]) -> str:
+    """One line per model kind: its path, warm single call and batch of 1,000."""
+    lines = [f"{'model kind':<20} {'path':<8} {'warm call':>10} {'batch 1000':>11}"]
+    for kind, figures in kinds.items():
+        if "error" in figures:
+            lines.append(f"{kind:<20} failed: {figures['error'][:200]}")
+            continue
+        lines.append(f"{kind:<20} {figures['method']:<8} {figures['warm_predict_ms']:>7.4f} ms "
+                     f"{figures['batch_1000_ms']:>8.3f} ms")
+    return "\n".join(lines)
 
 
 def stand_in_figures(measured: dict[str, dict]) -> dict:
@@ -367,6 +423,7 @@ def main() -> int:
                                      "baseline": (baseline_zip, "handler_2017")},
                                     manifest["python_version"])
     figures.update(stand_in_figures(measured))
+    figures["model_kinds"] = measured["model_kinds"]
     figures["targets"] = {
         key: {"target": target.text, "bound": target_bound(key, figures),
               "met": target_met(key, figures)}
@@ -402,6 +459,7 @@ def main() -> int:
     }
     (DIST / "bench.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     print(table(figures))
+    print(model_kinds_table(figures["model_kinds"]))
     for prefix, label in (("", "project"), ("baseline_", "baseline")):
         error = figures.get(f"{prefix}stand_in_error")
         if error:

@@ -37,20 +37,31 @@ def _milliseconds(call: Callable[[], Any]) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-def _applicants(count: int) -> list:
-    """A deterministic spread of valid applicants."""
+def _applicants(count: int, ranks: tuple = (1, 2, 3, 4)) -> list:
+    """A deterministic spread of valid applicants, of the ranks the model knows."""
     return [
-        {"gre": 200 + (i * 37) % 601, "gpa": round((i * 0.13) % 4.0, 2), "rank": 1 + i % 4}
+        {
+            "gre": 200 + (i * 37) % 601,
+            "gpa": round((i * 0.13) % 4.0, 2),
+            "rank": ranks[i % len(ranks)],
+        }
         for i in range(count)
     ]
 
 
+def _ranks() -> tuple:
+    """The ranks the model knows (the 2017 baseline handler knows no such thing: all four)."""
+    return tuple(getattr(handler.get_model(), "ranks", (1, 2, 3, 4)))
+
+
 def measure(calls: int, batch_size: int, batch_repeats: int) -> dict:
-    load_ms = _milliseconds(lambda: handler.admit_probability(800, 4, 1))
+    load_ms = _milliseconds(lambda: handler.get_model())
+    rank = _ranks()[0]
+    load_ms += _milliseconds(lambda: handler.admit_probability(800, 4, rank))
     for _ in range(min(calls, 20)):  # warm up
-        handler.admit_probability(800, 4, 1)
-    single = [_milliseconds(lambda: handler.admit_probability(800, 4, 1)) for _ in range(calls)]
-    batch = _applicants(batch_size)
+        handler.admit_probability(800, 4, rank)
+    single = [_milliseconds(lambda: handler.admit_probability(800, 4, rank)) for _ in range(calls)]
+    batch = _applicants(batch_size, _ranks())
     batches = [
         _milliseconds(lambda: handler.admit_probabilities(batch)) for _ in range(batch_repeats)
     ]
