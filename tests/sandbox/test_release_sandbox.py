@@ -10,7 +10,10 @@ Last, every AWS call the moto server recorded from the playbooks must be in the 
 from __future__ import annotations
 
 import hashlib
+import io
 import re
+import subprocess
+import zipfile
 
 import pytest
 from iam_support import actions_of, aws_calls, from_the_playbooks, policy_actions, recorded_action
@@ -231,6 +234,51 @@ def test_a_failed_stage_leaves_nothing_behind_and_publishes_nothing(
         assert sorted(i["State"]["Name"] for i in instances) == ["terminated", "terminated"]
     if stage != "ami-lookup":  # the run's key pair and security group existed, and are gone
         assert changed(run.output, "security_group | Admit SSH from the operator's CIDR only")
+
+
+def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exactly(
+    sandbox: Sandbox, first_release: Run, failed_releases: dict
+) -> None:
+    """An operator's model with splines::ns() (tests/handler/fit_models.R): the build host
+    finds that predicting loads splines and adds it to the package's R library; the clean
+    host (no R) predicts it bitwise as the package's R predict() does, on the predict path."""
+    subprocess.run(
+        [
+            "Rscript",
+            str(PROJECT / "tests/handler/fit_models.R"),
+            str(PROJECT / "handler/model/binary.csv"),
+            str(sandbox.workdir),
+            "spline",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    model = sandbox.workdir / "spline.rds"
+    run = sandbox.release(
+        "-e",
+        f"lambda_package_model_rds={model}",
+        "-e",
+        "release_version=sbx-spline",
+        name="release-spline-model",
+    )
+    sandbox.timings["release-spline-model"] = run.seconds
+    run.check()
+    assert sandbox.leftovers(run) == NOTHING_LEFT
+    manifest = read_json(sandbox, BUCKET, "releases/sbx-spline/manifest.json")
+    assert manifest["status"] == "verified"
+    assert manifest["model"]["r_packages_added"] == ["splines"]
+    assert "splines" in manifest["r_packages"]
+    assert manifest["model"]["plan"]["method"] == "predict"
+    assert manifest["model"]["source"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert manifest["tests"]["failed"] == 0 and manifest["tests"]["passed"] >= 6
+    assert (
+        manifest["tests"]["runtime_client"]["passed"],
+        manifest["tests"]["runtime_client"]["failed"],
+    ) == (5, 0)
+    body = sandbox.client("s3").get_object(Bucket=BUCKET, Key=manifest["zip"]["key"])["Body"].read()
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert "R/library/splines/NAMESPACE" in archive.namelist()
 
 
 def test_the_sandbox_refuses_an_aws_endpoint_that_is_not_local(sandbox: Sandbox) -> None:
