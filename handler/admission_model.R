@@ -175,6 +175,7 @@ direct_design <- function(model, tt, used) {
   coef_names <- if (intercept) "(Intercept)" else character()
   columns <- if (intercept) 0L else integer()
   full_coding <- !intercept  # without an intercept the first factor codes every level
+  ranks <- input_ranks  # a numeric rank, or none, takes any of them
   for (label in attr(tt, "term.labels")) {
     at <- match(rownames(factors)[factors[, label] > 0], variables)
     levels <- model$xlevels[[label]]
@@ -195,13 +196,14 @@ direct_design <- function(model, tt, used) {
     if (!identical(model$contrasts[[label]], "contr.treatment")) {
       return(list(unmatched = "contrasts"))
     }
+    ranks <- intersect(ranks, as.numeric(levels))
     coded <- if (full_coding) levels else levels[-1L]
     full_coding <- FALSE
     coef_names <- c(coef_names, paste0(label, coded))
     columns <- c(columns, 10L + as.integer(coded))
   }
   if (!identical(names(beta), coef_names)) return(list(unmatched = "coefficients"))
-  list(unmatched = character(), columns = columns)
+  list(unmatched = character(), columns = columns, ranks = ranks)
 }
 
 # predict.lm's arithmetic on the model matrix: drop(X[, piv] %*% beta[piv]) with piv the
@@ -240,12 +242,18 @@ plan_model <- function(model) {
   predict_response <- function(gre, gpa, rank) {
     as.double(stats::predict(model, newdata = newdata(gre, gpa, rank), type = "response"))
   }
-  # A rank the model cannot take (a level it never saw) fails predict(): ask for each.
-  # (A factor newdata makes it NA instead: a level the factor does not have.)
-  works <- vapply(input_ranks, function(rank) {
-    value <- tryCatch(predict_response(500, 3, rank), error = function(e) NA_real_)
-    length(value) == 1L && !is.na(value)
-  }, logical(1L))
+  design <- direct_design(model, tt, used)
+  # The ranks the model can take. A direct design says which (the levels of its rank
+  # indicators); for any other model a rank it never saw fails predict() (or gives NA: a
+  # level the newdata factor does not have), so each is tried.
+  works <- if (length(design$unmatched)) {
+    vapply(input_ranks, function(rank) {
+      value <- tryCatch(predict_response(500, 3, rank), error = function(e) NA_real_)
+      length(value) == 1L && !is.na(value)
+    }, logical(1L))
+  } else {
+    input_ranks %in% design$ranks
+  }
   if (!any(works)) {
     tryCatch(predict_response(500, 3, 1), error = function(e) {
       model_error("the model cannot predict from gre, gpa and rank: ", conditionMessage(e))
@@ -254,7 +262,6 @@ plan_model <- function(model) {
   rank_levels <- unique(unlist(model$xlevels[vapply(names(model$xlevels), function(n) {
     identical(all.vars(str2lang(n)), "rank")
   }, logical(1L))], use.names = FALSE))
-  design <- direct_design(model, tt, used)
   family <- if (inherits(model, "glm")) model$family else NULL
   list(
     predict = predict_response,

@@ -406,15 +406,22 @@ _PROBE_GRE = (200.0, 433.7, 800.0)
 _PROBE_GPA = (0.0, 2.71, 4.0)
 
 
+_plan: Any = None  # admission_model.R's plan(), once per process
+
+
 def _plan_function(rinterface: Any) -> Any:
     """admission_model.R's ``plan``, evaluated once with the stats namespace as parent."""
+    global _plan
     ri = rinterface
-    with open(MODEL_PLAN_R, encoding="utf-8") as source:
-        code = source.read()
-    stats = ri.baseenv["getNamespace"](ri.StrSexpVector(["stats"]))
-    env = ri.baseenv["new.env"](parent=stats)
-    ri.baseenv["eval"](ri.parse(code), env)
-    return env["plan"]
+    with _LOCK:
+        if _plan is None:
+            with open(MODEL_PLAN_R, encoding="utf-8") as source:
+                code = source.read()
+            stats = ri.baseenv["getNamespace"](ri.StrSexpVector(["stats"]))
+            env = ri.baseenv["new.env"](parent=stats)
+            ri.baseenv["eval"](ri.parse(code), env)
+            _plan = env["plan"]
+        return _plan
 
 
 class _Model:
