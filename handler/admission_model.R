@@ -92,7 +92,9 @@ resolve_functions <- function(exprs, env) {
         package <- find_exporter(name)
         if (is.null(package)) {
           model_error("the model calls ", name, "(), which no R package in this R provides (it has ",
-                      paste(sort(.packages(all.available = TRUE)), collapse = ", "), ")")
+                      paste(sort(.packages(all.available = TRUE)), collapse = ", "),
+                      "); a release given the model (lambda_package_model_rds) ships the R ",
+                      "packages it needs")
         }
         library(package, character.only = TRUE, warn.conflicts = FALSE, quietly = TRUE)
       }

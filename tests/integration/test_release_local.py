@@ -350,6 +350,17 @@ def _fit(kind: str, out: Path) -> Path:
     return out / f"{kind}.rds"
 
 
+def _release_with_model(bucket: str, model: Path, name: str):
+    return run_playbook(
+        "playbooks/release.yml",
+        "-e",
+        f"release_bucket={bucket}",
+        "-e",
+        f"lambda_package_model_rds={model}",
+        name=name,
+    )
+
+
 def test_a_model_the_handler_cannot_serve_fails_the_release_before_publishing(
     bucket: str, first_release: dict, tmp_path: Path
 ) -> None:
@@ -358,14 +369,7 @@ def test_a_model_the_handler_cannot_serve_fails_the_release_before_publishing(
     latest_before = read_json(client, bucket, "releases/latest.json")
     model = _fit("extra_variable", tmp_path)
 
-    run = run_playbook(
-        "playbooks/release.yml",
-        "-e",
-        f"release_bucket={bucket}",
-        "-e",
-        f"lambda_package_model_rds={model}",
-        name="release-unservable-model",
-    )
+    run = _release_with_model(bucket, model, name="release-unservable-model")
 
     assert run.returncode != 0
     assert f"The model from lambda_package_model_rds={model} cannot be served" in run.output
@@ -382,14 +386,7 @@ def test_a_release_serves_the_2017_procedures_own_model(
     model = _fit("2017", tmp_path)
     digest = hashlib.sha256(model.read_bytes()).hexdigest()
 
-    run = run_playbook(
-        "playbooks/release.yml",
-        "-e",
-        f"release_bucket={bucket}",
-        "-e",
-        f"lambda_package_model_rds={model}",
-        name="release-2017-model",
-    ).check()
+    run = _release_with_model(bucket, model, name="release-2017-model").check()
     assert_no_hosts_left(run.output)
 
     latest = read_json(client, bucket, "releases/latest.json")

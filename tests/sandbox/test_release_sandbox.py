@@ -17,7 +17,7 @@ import zipfile
 
 import pytest
 from iam_support import actions_of, aws_calls, from_the_playbooks, policy_actions, recorded_action
-from sandbox_support import PROJECT, Run, Sandbox, read_json, recorded_requests, s3_snapshot
+from sandbox_support import PROJECT, REPO, Run, Sandbox, read_json, recorded_requests, s3_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -237,7 +237,7 @@ def test_a_failed_stage_leaves_nothing_behind_and_publishes_nothing(
 
 
 def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exactly(
-    sandbox: Sandbox, first_release: Run, failed_releases: dict
+    sandbox: Sandbox, first_release: Run
 ) -> None:
     """An operator's model with splines::ns() (tests/handler/fit_models.R): the build host
     finds that predicting loads splines and adds it to the package's R library; the clean
@@ -245,8 +245,8 @@ def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exact
     subprocess.run(
         [
             "Rscript",
-            str(PROJECT / "tests/handler/fit_models.R"),
-            str(PROJECT / "handler/model/binary.csv"),
+            str(REPO / "tests/handler/fit_models.R"),
+            str(REPO / "handler/model/binary.csv"),
             str(sandbox.workdir),
             "spline",
         ],
