@@ -15,8 +15,14 @@ Model source, first match wins:
 
 1. ``MODEL_PATH`` if set: that local file (a missing file is an error, no fallback).
 2. ``admission.rds`` next to this file (the model bundled in the deployment package).
-3. S3 object ``MODEL_BUCKET``/``MODEL_KEY`` (defaults ``serverless-poc-models`` /
-   ``admission.rds``), downloaded once into ``MODEL_CACHE_DIR`` (default ``/tmp``).
+3. S3 object ``MODEL_BUCKET``/``MODEL_KEY`` (no default bucket; key ``admission.rds``),
+   whose sha256 ``MODEL_SHA256`` must give, downloaded once into the private (0700)
+   ``MODEL_CACHE_DIR`` (default ``/tmp/r-lambda-models``), with ``ExpectedBucketOwner``
+   ``MODEL_BUCKET_OWNER`` when set. With none of the three, loading fails naming them.
+
+Whatever the source, a model whose sha256 is not ``MODEL_SHA256`` (when set) is refused
+before R reads it. A server error tells the caller only its request id: host paths,
+bucket names and causes go to the log line of the invocation.
 
 See README.md for the accepted events, the responses and the error contract.
 """
@@ -42,9 +48,14 @@ PACKAGED_R_HOME = os.path.join(HANDLER_DIR, "R")
 # Where R is when it ships in a Lambda layer (layers are unpacked under /opt).
 LAYER_R_HOME = "/opt/R"
 BUNDLED_MODEL = os.path.join(HANDLER_DIR, "admission.rds")
-DEFAULT_MODEL_BUCKET = "serverless-poc-models"
 DEFAULT_MODEL_KEY = "admission.rds"
-DEFAULT_CACHE_DIR = "/tmp"
+# Where a downloaded model is cached: a folder only this user may enter (Lambda's /tmp is
+# per execution environment, but nothing else may plant or swap a model there).
+DEFAULT_CACHE_DIR = "/tmp/r-lambda-models"
+NO_MODEL = (
+    "no model is configured: set MODEL_PATH, bundle admission.rds next to handler.py, "
+    "or set MODEL_BUCKET, MODEL_KEY and MODEL_SHA256"
+)
 MAX_BATCH = 1000
 # A download's temporary file older than this is left over from a killed process.
 STALE_DOWNLOAD_SECONDS = 15 * 60
@@ -82,12 +93,23 @@ class HandlerError(Exception):
         self.field = field
         self.request_id = request_id
 
+    @property
+    def public_message(self) -> str:
+        """What the caller is told: a client error in full; for a server error, no host
+        path, bucket or cause (the log line of the invocation has them)."""
+        if self.http_status < 500:
+            return self.message
+        return (
+            "the service could not answer; the function log has the cause "
+            f"under request_id {self.request_id}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "errorType": self.error_type,
             "httpStatus": self.http_status,
             "request_id": self.request_id,
-            "message": self.message,
+            "message": self.public_message,
         }
         if self.field is not None:
             data["field"] = self.field
@@ -592,15 +614,74 @@ class ModelSource:
 
 
 def model_source() -> ModelSource:
-    """MODEL_PATH, else the bundled admission.rds, else S3 MODEL_BUCKET/MODEL_KEY."""
+    """MODEL_PATH, else the bundled admission.rds, else S3 MODEL_BUCKET/MODEL_KEY (no
+    default bucket: with none of them set, ModelUnavailable names the variables)."""
     path = os.environ.get("MODEL_PATH")
     if path:
         return ModelSource(path=path)
     if os.path.isfile(BUNDLED_MODEL):
         return ModelSource(path=BUNDLED_MODEL)
-    bucket = os.environ.get("MODEL_BUCKET") or DEFAULT_MODEL_BUCKET
+    bucket = os.environ.get("MODEL_BUCKET", "").strip()
+    if not bucket:
+        raise ModelUnavailable(NO_MODEL)
     key = os.environ.get("MODEL_KEY") or DEFAULT_MODEL_KEY
     return ModelSource(bucket=bucket, key=key)
+
+
+def expected_sha256(required: bool) -> Optional[str]:
+    """MODEL_SHA256 (64 hex digits, any case), or None when unset and not ``required``."""
+    raw = os.environ.get("MODEL_SHA256", "").strip().lower()
+    if not raw:
+        if required:
+            raise ModelUnavailable(
+                "MODEL_SHA256 is required to load a model from S3 (MODEL_BUCKET): the "
+                "sha256 the release manifest records for it"
+            )
+        return None
+    if not re.fullmatch(r"[0-9a-f]{64}", raw):
+        raise ModelUnavailable(f"MODEL_SHA256={raw!r} is not a sha256 (64 hexadecimal digits)")
+    return raw
+
+
+def file_sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_sha256(path: str, expected: Optional[str], what: str) -> None:
+    """ModelUnavailable unless the file at ``path`` has the sha256 configured."""
+    if expected is None:
+        return
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ModelUnavailable(
+            f"{what} has sha256 {actual}, not MODEL_SHA256 {expected}: it is not the "
+            "model this function was configured with, and is not loaded"
+        )
+
+
+def _private_cache_dir(directory: str) -> str:
+    """``directory``, created 0700; refused when another user owns it or may enter it."""
+    import stat
+
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.lstat(directory)
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.geteuid()
+        or info.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+    ):
+        raise ModelUnavailable(
+            f"the model cache {directory} is not a private folder of this user (mode "
+            f"{stat.filemode(info.st_mode)}, owner uid {info.st_uid}): a model cached there "
+            "could have been planted; use another MODEL_CACHE_DIR"
+        )
+    return directory
 
 
 def cache_path(bucket: str, key: str, cache_dir: Optional[str] = None) -> str:
@@ -638,8 +719,9 @@ def _remove_stale_downloads(final: str) -> None:
                 os.unlink(leftover)
 
 
-def _download(bucket: str, key: str, final: str) -> None:
-    """Stream the object to a temporary file next to ``final``, then rename it."""
+def _download(bucket: str, key: str, final: str, sha256: str) -> None:
+    """Stream the object to a temporary file next to ``final``, check its sha256, then
+    rename it: a wrong or partial object never reaches ``final``."""
     import shutil
     import tempfile
 
@@ -647,9 +729,11 @@ def _download(bucket: str, key: str, final: str) -> None:
     fd, partial = tempfile.mkstemp(
         dir=directory, prefix=f".{os.path.basename(final)}.", suffix=".part"
     )
+    owner = os.environ.get("MODEL_BUCKET_OWNER", "").strip()
     try:
         with os.fdopen(fd, "wb") as out:
-            response = _s3_client().get_object(Bucket=bucket, Key=key)
+            extra = {"ExpectedBucketOwner": owner} if owner else {}
+            response = _s3_client().get_object(Bucket=bucket, Key=key, **extra)
             shutil.copyfileobj(response["Body"], out)
             out.flush()
             os.fsync(out.fileno())
@@ -657,6 +741,7 @@ def _download(bucket: str, key: str, final: str) -> None:
         expected = response.get("ContentLength")
         if expected is not None and size != expected:
             raise OSError(f"got {size} of {expected} bytes")
+        _verify_sha256(partial, sha256, f"the model s3://{bucket}/{key}")
         os.replace(partial, final)  # atomic: readers see no file or a whole file
     except BaseException:
         with contextlib.suppress(OSError):
@@ -664,15 +749,23 @@ def _download(bucket: str, key: str, final: str) -> None:
         raise
 
 
-def fetch_model(bucket: str, key: str, cache_dir: Optional[str] = None) -> str:
-    """The local path of s3://bucket/key, downloaded only if not cached yet."""
+def fetch_model(
+    bucket: str, key: str, cache_dir: Optional[str] = None, sha256: Optional[str] = None
+) -> str:
+    """The local path of s3://bucket/key with the sha256 configured (MODEL_SHA256 unless
+    given), downloaded only when the private cache does not hold those bytes already."""
+    expected = sha256 or expected_sha256(required=True)
     final = cache_path(bucket, key, cache_dir)
-    if os.path.isfile(final) and os.path.getsize(final) > 0:
-        return final
+    _private_cache_dir(os.path.dirname(final))
+    if os.path.isfile(final):
+        if file_sha256(final) == expected:
+            return final
+        _log_line({"event": "model_cache_invalid", "path": final, "reason": "sha256 differs"})
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(final)
     try:
-        os.makedirs(os.path.dirname(final), exist_ok=True)
         _remove_stale_downloads(final)
-        _download(bucket, key, final)
+        _download(bucket, key, final, expected)
     except HandlerError:
         raise
     except Exception as exc:
@@ -688,17 +781,11 @@ def _load_model() -> _Model:
         if not os.path.isfile(source.path):
             origin = "MODEL_PATH" if os.environ.get("MODEL_PATH") else "bundled model"
             raise ModelUnavailable(f"model file {source.path} ({origin}) does not exist")
+        _verify_sha256(source.path, expected_sha256(required=False), f"model file {source.path}")
         return _read_model(_start_r(), source.path)
-    path = fetch_model(source.bucket, source.key)
-    rinterface = _start_r()
-    try:
-        return _read_model(rinterface, path)
-    except ModelUnavailable as exc:
-        # A corrupt or truncated cache file: download once more.
-        _log_line({"event": "model_cache_invalid", "path": path, "error": exc.message})
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return _read_model(rinterface, fetch_model(source.bucket, source.key))
+    # Verified against MODEL_SHA256 before R reads it: bytes R cannot read are the
+    # configured object's own, and downloading them again would not help.
+    return _read_model(_start_r(), fetch_model(source.bucket, source.key))
 
 
 def get_model() -> _Model:
@@ -870,12 +957,7 @@ def _http_response(status: int, payload: Optional[Mapping[str, Any]]) -> dict[st
 def _error_body(err: HandlerError) -> dict[str, Any]:
     if err.http_status < 500:
         return {"error": err.error_type, "message": err.message, "field": err.field}
-    return {
-        "error": err.error_type,
-        "message": "the service could not answer; the function log has the cause "
-        f"under request_id {err.request_id}",
-        "request_id": err.request_id,
-    }
+    return {"error": err.error_type, "message": err.public_message, "request_id": err.request_id}
 
 
 def _handle_proxy(event: Mapping[str, Any], invocation: _Invocation) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Fixtures for the handler tests: a trained model, a moto S3 server, clean caches."""
 
+import hashlib
 import socket
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def model_from_training(trained_model: TrainedModel, monkeypatch: pytest.MonkeyP
     """Every test predicts with the freshly trained model unless it says otherwise."""
     monkeypatch.setenv("MODEL_PATH", str(trained_model.trimmed))
     monkeypatch.delenv("MAX_BATCH", raising=False)
+    monkeypatch.delenv("MODEL_SHA256", raising=False)
     monkeypatch.delenv("CORS_ALLOW_ORIGIN", raising=False)
 
 
@@ -140,4 +142,6 @@ def s3_model(
     monkeypatch.setenv("MODEL_BUCKET", bucket)
     monkeypatch.setenv("MODEL_KEY", key)
     monkeypatch.setenv("MODEL_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("MODEL_SHA256", hashlib.sha256(body).hexdigest())
+    monkeypatch.delenv("MODEL_BUCKET_OWNER", raising=False)
     return ModelObject(bucket=bucket, key=key, body=body, client=client, cache_dir=cache_dir)

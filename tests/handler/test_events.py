@@ -268,12 +268,16 @@ def test_missing_model_file_is_a_500_with_a_clear_message(
     message = f"model file {missing} (MODEL_PATH) does not exist"
     with pytest.raises(handler.ModelUnavailable) as caught:
         handler.lambda_handler(OK, Ctx("req-1"))
+    # The caller (Lambda's errorMessage) learns the request id; the log has the path.
     assert json.loads(str(caught.value)) == {
         "errorType": "ModelUnavailable",
         "httpStatus": 500,
         "request_id": "req-1",
-        "message": message,
+        "message": "the service could not answer; the function log has the cause "
+        "under request_id req-1",
     }
+    assert str(tmp_path) not in str(caught.value)
+    assert caught.value.message == message
     assert _server_error(_v1("POST", json.dumps(OK)), "req-2") == {
         "error": "ModelUnavailable",
         "message": "the service could not answer; the function log has the cause "
@@ -361,8 +365,10 @@ def test_unexpected_exception_is_a_500_with_traceback_on_stderr(
         "errorType": "InternalServerError",
         "httpStatus": 500,
         "request_id": "req-4",
-        "message": "unexpected RuntimeError: disk on fire",
+        "message": "the service could not answer; the function log has the cause "
+        "under request_id req-4",
     }
+    assert caught.value.message == "unexpected RuntimeError: disk on fire"
     assert isinstance(caught.value.__cause__, RuntimeError)
     captured = capsys.readouterr()
     assert captured.err.count("RuntimeError: disk on fire") == 2

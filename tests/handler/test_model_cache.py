@@ -1,7 +1,9 @@
 """Model source precedence, and the S3 download cache against a real (moto) S3 endpoint."""
 
+import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -44,16 +46,23 @@ def test_bundled_model_wins_over_s3(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert handler.model_source() == handler.ModelSource(path=str(bundled))
 
 
-def test_s3_defaults_to_the_original_bucket_and_key(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_no_model_setting_is_an_error_naming_the_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_model_cache: None
 ) -> None:
+    """No default bucket: a function with no model configured says what to set."""
     monkeypatch.setattr(handler, "BUNDLED_MODEL", str(tmp_path / "absent.rds"))
     for name in ("MODEL_PATH", "MODEL_BUCKET", "MODEL_KEY"):
         monkeypatch.delenv(name, raising=False)
-    assert handler.model_source() == handler.ModelSource(
-        bucket="serverless-poc-models", key="admission.rds"
+    with pytest.raises(handler.ModelUnavailable) as caught:
+        handler.model_source()
+    assert caught.value.message == (
+        "no model is configured: set MODEL_PATH, bundle admission.rds next to handler.py, "
+        "or set MODEL_BUCKET, MODEL_KEY and MODEL_SHA256"
     )
+    response = handler.lambda_handler({"httpMethod": "POST", "body": json.dumps(OK)}, Ctx())
+    assert response["statusCode"] == 500
     monkeypatch.setenv("MODEL_BUCKET", "my-models")
+    assert handler.model_source() == handler.ModelSource(bucket="my-models", key="admission.rds")
     monkeypatch.setenv("MODEL_KEY", "prod/admission-v2.rds")
     assert handler.model_source() == handler.ModelSource(
         bucket="my-models", key="prod/admission-v2.rds"
@@ -68,7 +77,7 @@ def test_cache_file_is_per_object_under_model_cache_dir(monkeypatch: pytest.Monk
     assert first != handler.cache_path("bucket", "v2/admission.rds")
     assert first != handler.cache_path("other-bucket", "v1/admission.rds")
     monkeypatch.delenv("MODEL_CACHE_DIR")
-    assert os.path.dirname(handler.cache_path("b", "k")) == "/tmp"
+    assert os.path.dirname(handler.cache_path("b", "k")) == "/tmp/r-lambda-models"
 
 
 # ---------------------------------------------------------------------------- S3 cache
@@ -85,6 +94,7 @@ def test_model_is_downloaded_once_and_then_read_from_the_cache(
     cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
     assert cached.read_bytes() == s3_model.body
     assert _cache_listing(s3_model.cache_dir) == [cached.name]
+    assert stat.S_IMODE(s3_model.cache_dir.stat().st_mode) == 0o700
     # A second cold start in the same environment must not touch S3 at all.
     s3_model.client.delete_object(Bucket=s3_model.bucket, Key=s3_model.key)
     handler.reset_model_cache()
@@ -111,7 +121,7 @@ def test_corrupt_cached_file_is_replaced_by_a_fresh_download(
     s3_model: ModelObject, capsys: pytest.CaptureFixture, damage: Any
 ) -> None:
     cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
-    cached.parent.mkdir(parents=True)
+    cached.parent.mkdir(parents=True, mode=0o700)
     cached.write_bytes(damage(s3_model.body))
     assert round(_answer_probability(), 4) == 0.7384
     assert cached.read_bytes() == s3_model.body
@@ -122,7 +132,7 @@ def test_corrupt_cache_recovery_is_logged(
     s3_model: ModelObject, capsys: pytest.CaptureFixture
 ) -> None:
     cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
-    cached.parent.mkdir(parents=True)
+    cached.parent.mkdir(parents=True, mode=0o700)
     cached.write_bytes(b"not an rds file")
     _answer_probability()
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -131,24 +141,85 @@ def test_corrupt_cache_recovery_is_logged(
     assert events[1]["outcome"] == "ok"
 
 
-def test_corrupt_object_in_s3_is_a_500_after_one_retry(
+def test_model_object_replaced_in_s3_is_refused_before_r_reads_it(
     s3_model: ModelObject, capsys: pytest.CaptureFixture
 ) -> None:
-    s3_model.client.put_object(Bucket=s3_model.bucket, Key=s3_model.key, Body=b"corrupt")
+    """A readable model, but not the one MODEL_SHA256 names: never loaded, never cached,
+    a 500 whose body names no bucket; the log says why."""
+    other = s3_model.body[:-1] + bytes([s3_model.body[-1] ^ 1])
+    s3_model.client.put_object(Bucket=s3_model.bucket, Key=s3_model.key, Body=other)
     response = handler.lambda_handler({"httpMethod": "POST", "body": json.dumps(OK)}, Ctx())
     assert response["statusCode"] == 500
     assert json.loads(response["body"])["error"] == "ModelUnavailable"
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line.get("event") or line["outcome"] for line in lines] == [
-        "model_cache_invalid",
-        "server_error",
-    ]
-    assert lines[1]["error"].startswith("R cannot read the model file")
+    assert s3_model.bucket not in response["body"]
+    [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    actual = hashlib.sha256(other).hexdigest()
+    assert line["outcome"] == "server_error"
+    assert line["error"].startswith(
+        f"the model s3://{s3_model.bucket}/{s3_model.key} has sha256 {actual}, not MODEL_SHA256"
+    )
+    assert _cache_listing(s3_model.cache_dir) == []
+    with pytest.raises(handler.ModelUnavailable):
+        handler.get_model()
+
+
+def test_s3_model_needs_its_sha256(s3_model: ModelObject, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODEL_SHA256")
+    with pytest.raises(handler.ModelUnavailable) as caught:
+        handler.get_model()
+    assert caught.value.message.startswith("MODEL_SHA256 is required to load a model from S3")
+    monkeypatch.setenv("MODEL_SHA256", "abc123")
+    with pytest.raises(handler.ModelUnavailable) as caught:
+        handler.get_model()
+    assert caught.value.message == ("MODEL_SHA256='abc123' is not a sha256 (64 hexadecimal digits)")
+    assert not s3_model.cache_dir.exists()
+
+
+def test_model_file_with_another_sha256_is_refused(
+    fresh_model_cache: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    model = Path(handler.model_source().path)
+    monkeypatch.setenv("MODEL_SHA256", "0" * 64)
+    with pytest.raises(handler.ModelUnavailable) as caught:
+        handler.get_model()
+    assert caught.value.message == (
+        f"model file {model} has sha256 {handler.file_sha256(str(model))}, not MODEL_SHA256 "
+        f"{'0' * 64}: it is not the model this function was configured with, and is not loaded"
+    )
+    monkeypatch.setenv("MODEL_SHA256", handler.file_sha256(str(model)).upper())
+    assert round(handler.admit_probability(800, 4, 1), 4) == 0.7384
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o770, 0o777])
+def test_cache_folder_others_may_enter_is_refused(s3_model: ModelObject, mode: int) -> None:
+    s3_model.cache_dir.mkdir()
+    s3_model.cache_dir.chmod(mode)
+    planted = Path(handler.cache_path(s3_model.bucket, s3_model.key))
+    planted.write_bytes(s3_model.body)  # even the right bytes: the folder is not private
+    with pytest.raises(handler.ModelUnavailable) as caught:
+        handler.get_model()
+    assert caught.value.message.startswith(
+        f"the model cache {s3_model.cache_dir} is not a private folder of this user"
+    )
+
+
+def test_expected_bucket_owner_is_sent_when_configured(
+    s3_model: ModelObject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[dict] = []
+    client = handler._s3_client()
+    client.meta.events.register(
+        "before-call.s3.GetObject", lambda params, **_: sent.append(dict(params["headers"]))
+    )
+    monkeypatch.setattr(handler, "_s3_client", lambda: client)
+    monkeypatch.setenv("MODEL_BUCKET_OWNER", "123456789012")
+    assert round(handler.admit_probability(800, 4, 1), 4) == 0.7384
+    assert sent[0]["x-amz-expected-bucket-owner"] == "123456789012"
 
 
 def test_leftover_partial_downloads_do_not_break_loading(s3_model: ModelObject) -> None:
     cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
-    s3_model.cache_dir.mkdir()
+    s3_model.cache_dir.mkdir(mode=0o700)
     fresh = s3_model.cache_dir / f".{cached.name}.abc123.part"  # maybe still being written
     stale = s3_model.cache_dir / f".{cached.name}.dead00.part"  # from a killed process
     fresh.write_bytes(s3_model.body[:100])

@@ -327,8 +327,10 @@ def test_invalid_max_batch_is_a_server_error_not_a_client_error(
         "errorType": "InternalServerError",
         "httpStatus": 500,
         "request_id": "req-7",
-        "message": message,
+        "message": "the service could not answer; the function log has the cause "
+        "under request_id req-7",
     }
+    assert caught.value.message == message
     response = handler.lambda_handler(_v1(json.dumps({"applicants": [OK]})), Ctx("req-8"))
     assert response["statusCode"] == 500
     assert json.loads(response["body"])["error"] == "InternalServerError"

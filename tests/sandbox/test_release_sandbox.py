@@ -289,22 +289,30 @@ def test_the_sandbox_refuses_an_aws_endpoint_that_is_not_local(sandbox: Sandbox)
     assert sandbox.leftovers(run) == NOTHING_LEFT
 
 
-def test_the_aws_platform_will_not_launch_without_the_operator_cidr(
-    sandbox: Sandbox, first_release: Run
+@pytest.mark.parametrize(
+    ("cidr", "why"),
+    [("", "(it is required)"), ("0.0.0.0/1", '("0.0.0.0/1" admits 2147483648 addresses')],
+    ids=["none", "too broad"],
+)
+def test_the_aws_platform_will_not_launch_without_a_narrow_operator_cidr(
+    sandbox: Sandbox, first_release: Run, cidr: str, why: str
 ) -> None:
     """The production inventory and task files (s3-aws, hosts-aws, teardown-aws) against
-    moto: with no ec2_host_operator_cidr nothing is launched, and the message names it."""
+    moto: with no ec2_host_operator_cidr, or one broader than /24, nothing is launched, and
+    the message names the setting and why."""
     before = s3_snapshot(sandbox, BUCKET)
     run = sandbox.release(
         "-e",
         "release_force=true",
         "-e",
         "release_version=sbx-aws-no-cidr",
-        name="aws-no-operator-cidr",
+        *(["-e", f"ec2_host_operator_cidr={cidr}"] if cidr else []),
+        name=f"aws-operator-cidr-{'none' if not cidr else 'broad'}",
         inventory="inventory/aws",
     )
     assert run.returncode != 0
     assert "ec2_host_operator_cidr is required" in run.output
+    assert why in run.output
     assert "teardown-aws | Terminate the run's instances" in run.output
     assert sandbox.leftovers(run) == NOTHING_LEFT
     assert run_instances(sandbox, run.run_id) == []
