@@ -311,7 +311,19 @@ def read_json(sandbox: Sandbox, bucket: str, key: str) -> dict:
 
 
 def recorded_requests(sandbox: Sandbox) -> Iterator[dict]:
-    """The requests the moto server recorded, one dict each (method, url, headers, body)."""
+    """The requests the moto server recorded, one dict each (method, url, headers, body).
+
+    moto's recorder writes each record and its newline in two calls, so two requests
+    served at once (a multipart upload's parts) can share a line and leave an empty one:
+    every JSON object of every line is read.
+    """
+    decoder = json.JSONDecoder()
     with sandbox.recording.open() as lines:
         for line in lines:
-            yield json.loads(line)
+            text, at = line.strip(), 0
+            while at < len(text):
+                record, end = decoder.raw_decode(text, at)
+                yield record
+                at = end
+                while at < len(text) and text[at].isspace():
+                    at += 1
