@@ -160,7 +160,7 @@ variable_kind <- function(predvar, class, levels) {
 }
 
 # The design of the direct computation, or the names of the checks the model fails.
-direct_design <- function(model, tt, used) {
+direct_design <- function(model, tt) {
   failed <- character()
   check <- function(name, ok) if (!isTRUE(ok)) failed <<- c(failed, name)
   check("offset", is.null(attr(tt, "offset")) && is.null(model$call$offset))
@@ -244,7 +244,7 @@ plan_model <- function(model) {
   predict_response <- function(gre, gpa, rank) {
     as.double(stats::predict(model, newdata = newdata(gre, gpa, rank), type = "response"))
   }
-  design <- direct_design(model, tt, used)
+  design <- direct_design(model, tt)
   # The ranks the model can take. A direct design says which (the levels of its rank
   # indicators); for any other model a rank it never saw fails predict() (or gives NA: a
   # level the newdata factor does not have), so each is tried.

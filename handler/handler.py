@@ -34,13 +34,14 @@ import contextlib
 import dataclasses
 import json
 import math
+import operator
 import os
 import re
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
 HANDLER_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -431,6 +432,20 @@ _PROBE_GPA = (0.0, 2.71, 4.0)
 _plan: Any = None  # admission_model.R's plan(), once per process
 
 
+def _cell(code: int) -> Callable[[Applicant], float]:
+    """What an applicant puts in a model-matrix column of admission_model.R's ``code``."""
+    if code == _INTERCEPT:
+        return lambda a: 1.0
+    if code == _GRE:
+        return operator.attrgetter("gre")
+    if code == _GPA:
+        return operator.attrgetter("gpa")
+    if code == _RANK:
+        return lambda a: float(a.rank)
+    level = code - _RANK_IS
+    return lambda a: 1.0 if a.rank == level else 0.0
+
+
 def _plan_function(rinterface: Any) -> Any:
     """admission_model.R's ``plan``, evaluated once with the stats namespace as parent."""
     global _plan
@@ -457,7 +472,6 @@ class _Model:
         ri = rinterface
         self.source = source
         self._ri = ri
-        self._model = model
         plan = _plan_function(ri)(model)
         fields = dict(zip(plan.names, plan))
         if "error" in fields:
@@ -471,10 +485,10 @@ class _Model:
         self.method = PREDICT
         if isinstance(fields["direct"], ri.SexpClosure):
             self._direct = fields["direct"]
-            self._columns = tuple(int(c) for c in fields["columns"])
-            self._row = ri.FloatSexpVector([1.0] * len(self._columns))
+            self._cells = tuple(_cell(int(code)) for code in fields["columns"])
+            self._row = ri.FloatSexpVector([1.0] * len(self._cells))
             self._row_values = self._row.memoryview()  # flat: taken before dim makes it a matrix
-            self._row.do_slot_assign("dim", ri.IntSexpVector([1, len(self._columns)]))
+            self._row.do_slot_assign("dim", ri.IntSexpVector([1, len(self._cells)]))
             self.method = DIRECT
             self._check_direct_path()
 
@@ -534,37 +548,19 @@ class _Model:
             )
         return result
 
-    def _column(self, code: int, applicants: Sequence[Applicant]) -> list[float]:
-        if code == _INTERCEPT:
-            return [1.0] * len(applicants)
-        if code == _GRE:
-            return [a.gre for a in applicants]
-        if code == _GPA:
-            return [a.gpa for a in applicants]
-        if code == _RANK:
-            return [float(a.rank) for a in applicants]
-        return [1.0 if a.rank == code - _RANK_IS else 0.0 for a in applicants]
-
     def _direct_single(self, applicant: Applicant) -> float:
         row = self._row_values  # the 1 x p model matrix
-        for at, code in enumerate(self._columns):
-            if code == _GRE:
-                row[at] = applicant.gre
-            elif code == _GPA:
-                row[at] = applicant.gpa
-            elif code == _RANK:
-                row[at] = float(applicant.rank)
-            elif code != _INTERCEPT:
-                row[at] = 1.0 if applicant.rank == code - _RANK_IS else 0.0
+        for at, cell in enumerate(self._cells):
+            row[at] = cell(applicant)
         return self._direct(self._row)[0]
 
     def _direct_batch(self, applicants: Sequence[Applicant]) -> list[float]:
         ri = self._ri
         columns = array.array("d")  # the n x p model matrix, column-major
-        for code in self._columns:
-            columns.extend(self._column(code, applicants))
+        for cell in self._cells:
+            columns.extend(map(cell, applicants))
         matrix = ri.FloatSexpVector.from_memoryview(memoryview(columns))
-        matrix.do_slot_assign("dim", ri.IntSexpVector([len(applicants), len(self._columns)]))
+        matrix.do_slot_assign("dim", ri.IntSexpVector([len(applicants), len(self._cells)]))
         # list(), not .memoryview().tolist(): rpy2 3.5 drops a reference to None with
         # each memoryview of a result, which aborts Python 3.11 at exit after enough calls.
         return list(self._direct(matrix))

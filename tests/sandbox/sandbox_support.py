@@ -27,6 +27,16 @@ VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
 LOG_DIR = REPO / "dist" / "test-logs"
 PROJECT = "r-lambda"
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+# The SSM parameter naming the current Amazon Linux 2023 AMI (moto serves it too).
+AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+# Sandbox.leftovers() of a run that cleaned up after itself.
+NOTHING_LEFT = {
+    "instances": [],
+    "key_pairs": [],
+    "security_groups": [],
+    "containers": [],
+    "state": [],
+}
 # Validation as strict as AWS where moto offers it (unknown instance types, AMIs, key pairs).
 MOTO_STRICT = {
     "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",

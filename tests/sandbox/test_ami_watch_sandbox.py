@@ -16,7 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sandbox_support import LOG_DIR, REPO, Pending, Run, Sandbox, read_json, s3_snapshot
+from sandbox_support import (
+    AL2023_PARAMETER,
+    LOG_DIR,
+    NOTHING_LEFT,
+    REPO,
+    Pending,
+    Run,
+    Sandbox,
+    read_json,
+    s3_snapshot,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -26,15 +36,7 @@ NAME = "ami-watch"
 # newest AMI of this account whose name matches the pattern (as on AWS with owner amazon).
 PARAMETER = "/r-lambda/watch/al2023"
 PATTERN = "r-lambda-watch-al2023-*"
-AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 TOPIC = "r-lambda-watch"
-NOTHING_LEFT = {
-    "instances": [],
-    "key_pairs": [],
-    "security_groups": [],
-    "containers": [],
-    "state": [],
-}
 
 
 @dataclass

@@ -9,11 +9,10 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from sandbox_support import PROJECT, REPO, VENV_BIN, Sandbox
+from sandbox_support import AL2023_PARAMETER, PROJECT, REPO, VENV_BIN, Sandbox
 
 pytestmark = pytest.mark.slow
 
-AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 NONE = {"instances": [], "key_pairs": [], "security_groups": []}
 GONE = {"instance": False, "key": False, "group": False}
 

@@ -17,19 +17,21 @@ import zipfile
 
 import pytest
 from iam_support import actions_of, aws_calls, from_the_playbooks, policy_actions, recorded_action
-from sandbox_support import PROJECT, REPO, Run, Sandbox, read_json, recorded_requests, s3_snapshot
+from sandbox_support import (
+    AL2023_PARAMETER,
+    NOTHING_LEFT,
+    PROJECT,
+    REPO,
+    Run,
+    Sandbox,
+    read_json,
+    recorded_requests,
+    s3_snapshot,
+)
 
 pytestmark = pytest.mark.slow
 
 BUCKET = "r-lambda-releases"
-AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-NOTHING_LEFT = {
-    "instances": [],
-    "key_pairs": [],
-    "security_groups": [],
-    "containers": [],
-    "state": [],
-}
 
 
 def changed(output: str, task: str) -> bool:
