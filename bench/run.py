@@ -408,7 +408,7 @@ def main() -> int:
     figures: dict = releases(args.bucket, cold=not args.no_cold)
     manifest = json.loads((DIST / "release.json").read_text())
     project_zip = DIST / "bench-project.zip"
-    shutil.copyfile(DIST / "admission.zip", project_zip)
+    shutil.copyfile(DIST / "latest" / "admission.zip", project_zip)
 
     log("baseline build (the 2017 way, for the target's Python)")
     figures["baseline_build_s"] = playbook("playbooks/bench_baseline.yml", log_name="baseline")

@@ -127,20 +127,14 @@ class Sandbox:
         return env
 
     def isolation(self, name: str) -> list[str]:
-        """Extra vars giving one release folders of its own, apart from any other release
-        running at the same time (this session's, or a local one)."""
+        """Extra vars giving one release folders of its own (the release works in a
+        runs/<run id>/ folder of each), apart from a local release's."""
         state, dist = self.workdir / name / "state", self.workdir / name / "dist"
         return [
             "-e",
             f"release_state_dir={state}",
             "-e",
             f"release_dist_dir={dist}",
-            "-e",
-            f"lambda_package_dist_dir={dist}",
-            "-e",
-            f"package_test_results_dir={dist}",
-            "-e",
-            f"artifact_store_tmp_dir={state}/tmp",
             # A wheelhouse of the sandbox's own: a local release may bundle build inputs
             # there under the same digest-named file at the same time.
             "-e",
@@ -305,12 +299,22 @@ def stop_moto(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+# The bucket's release lock: every run that publishes writes it (taken, then released).
+LOCK_KEY = "releases/.lock.json"
+
+
 def s3_snapshot(sandbox: Sandbox, bucket: str) -> dict[str, str]:
-    """Every current key of a bucket with its ETag ({} when there is no bucket)."""
+    """Every current key of a bucket with its ETag ({} when there is no bucket), but the
+    release lock."""
     s3 = sandbox.client("s3")
     try:
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+        return {
+            o["Key"]: o["ETag"]
+            for page in pages
+            for o in page.get("Contents", [])
+            if o["Key"] != LOCK_KEY
+        }
     except s3.exceptions.NoSuchBucket:
         return {}
 

@@ -1,0 +1,101 @@
+"""Tear a release down when it is interrupted (SIGINT, SIGTERM), before ansible-playbook exits.
+
+An interrupted ansible-playbook runs no ``rescue`` and no ``always``: its hosts would keep
+running and what it published would stay in the bucket. This callback (enabled in
+ansible.cfg) notes the run id a release announces, turns SIGTERM into the interrupt
+Ansible already handles for SIGINT, and when the playbook stops that way runs
+``playbooks/reap.yml`` for that one run, with the same inventory and extra vars: the run's
+hosts, key pair and security group are removed, what it wrote to the bucket is rolled back
+(it holds the bucket's lock) and its folders are removed. ansible-playbook then exits
+non-zero (99, "User interrupted execution"). A SIGKILL cannot be caught: the next release
+finds the dead run by its record and reaps it (roles/release/tasks/reap-run.yml).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from ansible import context
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = r"""
+name: release_interrupt
+type: aggregate
+short_description: Tear an interrupted release down (hosts, bucket writes) before exiting
+description: See the plugin's docstring.
+requirements: [enabled in ansible.cfg callbacks_enabled]
+"""
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "release_interrupt"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.playbook: Path | None = None
+        self.run_id: str | None = None
+        self.stopped_by: str | None = None
+        # Ansible's own handler (TaskQueueManager): passes the signal to the workers and, for
+        # SIGINT, raises KeyboardInterrupt; for SIGTERM it kills its own process.
+        self.ansible_handler = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._interrupted)
+        signal.signal(signal.SIGTERM, self._interrupted)
+        atexit.register(self._tear_down)
+
+    def v2_playbook_on_start(self, playbook) -> None:
+        path = Path(playbook._file_name)
+        if path.name == "release.yml":
+            self.playbook = path.resolve()
+
+    def v2_runner_on_ok(self, result) -> None:
+        facts = result._result.get("ansible_facts") or {}
+        if self.playbook and not self.run_id and facts.get("release_run_id"):
+            self.run_id = str(facts["release_run_id"]).strip()
+
+    def _interrupted(self, signum, frame) -> None:
+        self.stopped_by = self.stopped_by or signal.Signals(signum).name
+        if callable(self.ansible_handler):
+            self.ansible_handler(signal.SIGINT, frame)  # raises KeyboardInterrupt
+        raise KeyboardInterrupt
+
+    def _tear_down(self) -> None:
+        if not (self.stopped_by and self.playbook and self.run_id):
+            return
+        # A second signal must not stop the teardown half-way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        argv = [sys.executable, sys.argv[0], str(self.playbook.parent / "reap.yml")]
+        for inventory in context.CLIARGS.get("inventory") or ():
+            argv += ["-i", inventory]
+        for extra in context.CLIARGS.get("extra_vars") or ():
+            argv += ["-e", extra]
+        argv += ["-e", f"reap_run_id={self.run_id}", "-e", "reap_apply=true"]
+        say = self._display.display
+        say(
+            f"Release run {self.run_id} stopped by {self.stopped_by}: removing its hosts and "
+            f"rolling back what it published (playbooks/reap.yml; further signals are ignored "
+            f"until it is done)",
+            stderr=True,
+        )
+        sys.stdout.flush()
+        reaped = subprocess.run(argv, check=False, env=os.environ.copy())
+        if reaped.returncode == 0:
+            say(
+                f"Release run {self.run_id} torn down after {self.stopped_by}: nothing of it is "
+                "left running or published; the release did not happen.",
+                stderr=True,
+            )
+        else:
+            say(
+                f"Tearing down run {self.run_id} failed (exit {reaped.returncode}): run ansible-"
+                f"playbook playbooks/reap.yml -e reap_run_id={self.run_id} -e reap_apply=true",
+                stderr=True,
+            )

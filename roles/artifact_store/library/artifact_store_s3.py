@@ -1,0 +1,446 @@
+#!/usr/bin/python
+"""S3 writes that stay correct when releases overlap or die (artifact_store's own module).
+
+Every write here is conditional, so that two runs can never both believe they wrote a key:
+
+- The bucket lock is one object, ``<prefix>/.lock.json``. A run takes it with a put
+  ``If-None-Match: *`` (nobody held it) or ``If-Match: <etag>`` of a lock that was
+  released or has expired (the release role finds runs of its own controller that died
+  and releases their locks first).
+  It is given back by writing ``state: released`` over it with ``If-Match``, so only the
+  conditional put is needed (S3 general purpose buckets, SeaweedFS and moto all have it).
+- Every object a run publishes is first named in the lock (``intents``), written through
+  the lock (a run that lost its lock writes nothing), and put ``If-None-Match: *`` with
+  the run id and sha256 in its metadata. A key that exists already is reused only when
+  it holds the same sha256; an immutable key is never overwritten.
+- A rollback removes only keys whose metadata names the run, never a layer another
+  manifest names; an expired run's intents are rolled back by the run that takes its lock.
+- ``latest.json`` moves with ``If-Match`` on the ETag that was read, and never to a
+  release created before the one it names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from datetime import datetime, timedelta, timezone
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    import boto3
+    from botocore.exceptions import ClientError
+except ImportError:  # reported by main()
+    boto3 = None
+
+DOCUMENTATION = r"""
+module: artifact_store_s3
+short_description: Conditional S3 writes for releases (bucket lock, immutable keys, latest.json)
+description: See the module's docstring; used by the artifact_store role only.
+options:
+  action:
+    type: str
+    required: true
+    choices: [lock, release, put, get, move_latest, gc]
+    description: What to do.
+  bucket: {type: str, required: true, description: The release bucket.}
+  prefix:
+    type: str
+    default: releases
+    description: Key prefix of the releases; the lock and latest.json live under it.
+  run_id: {type: str, description: The run that holds the lock.}
+  version: {type: str, description: The release version the run publishes (lock).}
+  owner: {type: dict, description: Who runs the release, recorded in the lock.}
+  key: {type: str, description: Object key (put, get).}
+  src: {type: path, description: Local file to put.}
+  content: {type: str, description: Text to put.}
+  create_only:
+    type: bool
+    default: true
+    description: Put only when the key does not exist (immutable keys).
+  ttl_minutes: {type: int, default: 60, description: Minutes the lock lasts without a write.}
+  rollback: {type: bool, default: false, description: release removes what the run wrote first.}
+  pointer: {type: dict, description: Body of latest.json (move_latest).}
+  keep: {type: int, default: 5, description: gc keeps the layers of this many newest releases.}
+  apply: {type: bool, default: false, description: gc removes (else only lists) unused layers.}
+  encryption: {type: str, default: AES256, description: Server-side encryption, or none.}
+  endpoint_url: {type: str, description: S3 endpoint (default boto3's).}
+  access_key: {type: str, no_log: true, description: Access key (default boto3's chain).}
+  secret_key: {type: str, no_log: true, description: Secret key (default boto3's chain).}
+  region: {type: str, default: us-east-1, description: Region.}
+"""
+
+LOCK_NAME = ".lock.json"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class Refused(Exception):
+    """A write the store must not make; the message says why."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def _precondition_failed(error: ClientError) -> bool:
+    return _code(error) in ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
+def _missing(error: ClientError) -> bool:
+    return _code(error) in ("NoSuchKey", "404", "NotFound")
+
+
+# --------------------------------------------------------------------------- store
+
+
+class Store:
+    """One bucket's releases, written only through conditional puts."""
+
+    def __init__(self, client, bucket: str, prefix: str = "releases", encryption: str = "AES256"):
+        self.client, self.bucket, self.prefix = client, bucket, prefix.strip("/")
+        self.encryption = encryption
+        self.lock_key = f"{self.prefix}/{LOCK_NAME}"
+
+    # ----------------------------------------------------------------- raw objects
+
+    def read(self, key: str) -> tuple[bytes | None, str | None, dict]:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _missing(error):
+                return None, None, {}
+            raise
+        return answer["Body"].read(), answer["ETag"], answer.get("Metadata", {})
+
+    def head(self, key: str) -> dict | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _missing(error) or _code(error) == "403":
+                return None
+            raise
+
+    def write(self, key: str, body: bytes, *, if_match: str | None = None, metadata=None) -> str:
+        """Put body under key: only when absent, or only over the ETag if_match."""
+        args = {"Bucket": self.bucket, "Key": key, "Body": body, "Metadata": metadata or {}}
+        if self.encryption != "none":
+            args["ServerSideEncryption"] = self.encryption
+        if if_match:
+            args["IfMatch"] = if_match
+        else:
+            args["IfNoneMatch"] = "*"
+        return self.client.put_object(**args)["ETag"]
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    # ------------------------------------------------------------------------ lock
+
+    def _lock(self) -> tuple[dict, str | None]:
+        body, etag, _ = self.read(self.lock_key)
+        return (json.loads(body) if body else {}), etag
+
+    def lock(self, run_id: str, version: str, ttl_minutes: int, owner: dict) -> dict:
+        """Take the bucket lock for run_id. Returns acquired and holder; when the lock is
+        taken from a run whose lock expired, that run's writes are rolled back first
+        (taken_from, rolled_back)."""
+        now = _now()
+        mine = {
+            "state": "held",
+            "run_id": run_id,
+            "version": version,
+            "owner": owner,
+            "acquired_at": now.strftime(TIME_FORMAT),
+            "expires_at": (now + timedelta(minutes=ttl_minutes)).strftime(TIME_FORMAT),
+            "ttl_minutes": ttl_minutes,
+            "intents": [],
+        }
+        for _ in range(5):
+            current, etag = self._lock()
+            if current.get("state") == "held" and current.get("run_id") == run_id:
+                return {"acquired": True, "holder": current, "taken_from": None, "rolled_back": {}}
+            held = current.get("state") == "held"
+            if held and current.get("expires_at", "") >= now.strftime(TIME_FORMAT):
+                return {"acquired": False, "holder": current, "taken_from": None, "rolled_back": {}}
+            try:
+                self.write(self.lock_key, _json(mine), if_match=etag)
+            except ClientError as error:
+                if _precondition_failed(error) or _missing(error):
+                    continue  # another run moved first: look again
+                raise
+            rolled_back = {}
+            if held:  # an expired lock: what its run wrote is not a release
+                rolled_back = self.rollback(
+                    current["run_id"], current.get("intents", []), current.get("version", "")
+                )
+            return {
+                "acquired": True,
+                "holder": mine,
+                "taken_from": current if held else None,
+                "rolled_back": rolled_back,
+            }
+        current, _ = self._lock()
+        return {"acquired": False, "holder": current, "taken_from": None, "rolled_back": {}}
+
+    def _update_lock(self, run_id: str, change) -> dict:
+        """Apply change to the lock run_id holds, renewing it; Refused when it does not."""
+        for _ in range(5):
+            current, etag = self._lock()
+            if current.get("state") != "held" or current.get("run_id") != run_id:
+                raise Refused(
+                    f"run {run_id} no longer holds the lock of s3://{self.bucket}/{self.prefix}"
+                    f" (it is {current.get('state', 'absent')}"
+                    + (f", held by run {current['run_id']}" if current.get("run_id") else "")
+                    + "): nothing more is written"
+                )
+            change(current)
+            current["expires_at"] = (
+                _now() + timedelta(minutes=int(current.get("ttl_minutes", 60)))
+            ).strftime(TIME_FORMAT)
+            try:
+                self.write(self.lock_key, _json(current), if_match=etag)
+                return current
+            except ClientError as error:
+                if not _precondition_failed(error):
+                    raise
+        raise Refused(
+            f"the lock of s3://{self.bucket}/{self.prefix} kept changing under run {run_id}"
+        )
+
+    def release(self, run_id: str, rollback: bool) -> dict:
+        """Give run_id's lock back (state released), after removing what the run wrote
+        when rollback is true. Nothing happens when run_id does not hold the lock."""
+        current, _ = self._lock()
+        if current.get("state") != "held" or current.get("run_id") != run_id:
+            return {"changed": False, "held": False, "rolled_back": {}}
+        rolled_back = (
+            self.rollback(run_id, current.get("intents", []), current.get("version", ""))
+            if rollback
+            else {}
+        )
+        stamp = _now().strftime(TIME_FORMAT)
+        self._update_lock(run_id, lambda lock: lock.update(state="released", released_at=stamp))
+        return {"changed": True, "held": True, "rolled_back": rolled_back}
+
+    # ------------------------------------------------------------------ publishing
+
+    def put(self, run_id: str, key: str, body: bytes, *, create_only: bool = True) -> dict:
+        """Put body under key through run_id's lock. An existing key is reused when it holds
+        the same sha256 (create_only) or replaced over the ETag just read (not create_only)."""
+        digest = hashlib.sha256(body).hexdigest()
+        self._update_lock(
+            run_id, lambda lock: key in lock["intents"] or lock["intents"].append(key)
+        )
+        metadata = {"sha256": digest, "run-id": run_id}
+        if not create_only:
+            _, etag, _ = self.read(key)
+            etag = self.write(key, body, if_match=etag, metadata=metadata)  # or create
+            return {"changed": True, "created": True, "sha256": digest, "etag": etag}
+        try:
+            etag = self.write(key, body, metadata=metadata)
+            return {"changed": True, "created": True, "sha256": digest, "etag": etag}
+        except ClientError as error:
+            if not _precondition_failed(error):
+                raise
+        held = self.head(key) or {}
+        theirs = held.get("Metadata", {}).get("sha256", "")
+        if theirs != digest:
+            raise Refused(
+                f"s3://{self.bucket}/{key} exists with sha256 {theirs or 'unknown'}, this run has "
+                f"{digest}: releases are immutable, publish under a new version"
+            )
+        return {"changed": False, "created": False, "sha256": digest, "etag": held.get("ETag")}
+
+    def manifests(self) -> dict[str, dict]:
+        """Version -> its manifest, for every release under the prefix."""
+        found = {}
+        for key in self.keys(f"{self.prefix}/"):
+            match = re.fullmatch(re.escape(self.prefix) + r"/([^/]+)/manifest\.json", key)
+            if match:
+                found[match.group(1)] = json.loads(self.read(key)[0] or b"{}")
+        return found
+
+    def gc(self, run_id: str, keep: int, apply: bool) -> dict:
+        """Layers no release among the newest keep verified ones (nor any candidate, nor
+        latest.json's) uses; removed when apply. Needs run_id to hold the lock."""
+        self._update_lock(run_id, lambda lock: None)
+        manifests = self.manifests()
+        verified = sorted(
+            (m.get("created_at", ""), v)
+            for v, m in manifests.items()
+            if m.get("status") == "verified"
+        )
+        latest = json.loads(self.read(f"{self.prefix}/latest.json")[0] or b"{}").get("version")
+        kept_versions = {v for _, v in verified[-keep:]} if keep > 0 else set()
+        kept_versions |= {v for v, m in manifests.items() if m.get("status") != "verified"}
+        kept_versions |= {latest} if latest else set()
+        kept = {}
+        for version in sorted(kept_versions & set(manifests)):
+            layer = (manifests[version].get("layer") or {}).get("id")
+            if layer:
+                kept.setdefault(layer, []).append(version)
+        layers = sorted({key.split("/")[1] for key in self.keys("layers/") if key.count("/") >= 2})
+        unused = [layer for layer in layers if layer not in kept]
+        removed = [key for layer in unused for key in self.keys(f"layers/{layer}/")]
+        if apply:
+            for key in removed:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        return {"changed": bool(apply and removed), "kept": kept, "unused": unused, "keys": removed}
+
+    def layers_in_use(self, except_version: str = "") -> dict[str, list[str]]:
+        """Layer id -> the versions whose manifest names it (candidates included)."""
+        used: dict[str, list[str]] = {}
+        for version, manifest in self.manifests().items():
+            layer = (manifest.get("layer") or {}).get("id")
+            if layer and version != except_version:
+                used.setdefault(layer, []).append(version)
+        return used
+
+    def rollback(self, run_id: str, keys: list[str], version: str = "") -> dict:
+        """Remove the keys run_id wrote, newest first; keep what another run wrote and any
+        layer another manifest names."""
+        in_use = self.layers_in_use(except_version=version)
+        deleted, kept = [], []
+        for key in reversed(keys):
+            held = self.head(key)
+            if held is None:
+                continue
+            layer = re.fullmatch(r"layers/([^/]+)/.*", key)
+            if held.get("Metadata", {}).get("run-id") != run_id:
+                kept.append(f"{key} (written by another run)")
+            elif layer and layer.group(1) in in_use:
+                kept.append(f"{key} (release {', '.join(sorted(in_use[layer.group(1)]))} uses it)")
+            else:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+                deleted.append(key)
+        return {"deleted": deleted, "kept": kept}
+
+    def move_latest(self, run_id: str, pointer: dict) -> dict:
+        """Point latest.json at pointer's release unless it names a newer one."""
+        key = f"{self.prefix}/latest.json"
+        self._update_lock(run_id, lambda lock: None)  # still ours, and renewed
+        for _ in range(5):
+            body, etag, _ = self.read(key)
+            current = json.loads(body) if body else {}
+            if current.get("created_at", "") > pointer.get("created_at", ""):
+                return {"changed": False, "moved": False, "latest": current}
+            if current == pointer:
+                return {"changed": False, "moved": True, "latest": current}
+            try:
+                self.write(key, _json(pointer), if_match=etag)
+                return {"changed": True, "moved": True, "latest": pointer}
+            except ClientError as error:
+                if not _precondition_failed(error):
+                    raise
+            time.sleep(0.2)
+        raise Refused(f"s3://{self.bucket}/{key} kept changing: latest.json was not moved")
+
+
+def _json(data: dict) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+# -------------------------------------------------------------------------- module
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "action": {"type": "str", "required": True, "choices": list(ACTIONS)},
+            "bucket": {"type": "str", "required": True},
+            "prefix": {"type": "str", "default": "releases"},
+            "run_id": {"type": "str"},
+            "version": {"type": "str", "default": ""},
+            "owner": {"type": "dict", "default": {}},
+            "key": {"type": "str"},
+            "src": {"type": "path"},
+            "content": {"type": "str"},
+            "create_only": {"type": "bool", "default": True},
+            "ttl_minutes": {"type": "int", "default": 60},
+            "rollback": {"type": "bool", "default": False},
+            "keep": {"type": "int", "default": 5},
+            "apply": {"type": "bool", "default": False},
+            "pointer": {"type": "dict"},
+            "encryption": {"type": "str", "default": "AES256"},
+            "endpoint_url": {"type": "str"},
+            "access_key": {"type": "str", "no_log": True},
+            "secret_key": {"type": "str", "no_log": True},
+            "region": {"type": "str", "default": "us-east-1"},
+        },
+        required_if=[
+            ("action", "lock", ["run_id"]),
+            ("action", "release", ["run_id"]),
+            ("action", "put", ["run_id", "key"]),
+            ("action", "get", ["key"]),
+            ("action", "move_latest", ["run_id", "pointer"]),
+            ("action", "gc", ["run_id"]),
+        ],
+        mutually_exclusive=[("src", "content")],
+    )
+    if boto3 is None:
+        module.fail_json(msg="artifact_store_s3 needs boto3 on the controller")
+    params = module.params
+    client = boto3.client(
+        "s3",
+        endpoint_url=params["endpoint_url"] or None,
+        aws_access_key_id=params["access_key"] or None,
+        aws_secret_access_key=params["secret_key"] or None,
+        region_name=params["region"],
+    )
+    store = Store(client, params["bucket"], params["prefix"], params["encryption"])
+    try:
+        result = ACTIONS[params["action"]](store, params)
+    except Refused as refused:
+        module.fail_json(msg=str(refused))
+    except ClientError as error:
+        module.fail_json(msg=f"S3 {params['action']} in s3://{params['bucket']} failed: {error}")
+    module.exit_json(**result)
+
+
+def _lock(store: Store, params: dict) -> dict:
+    result = store.lock(params["run_id"], params["version"], params["ttl_minutes"], params["owner"])
+    return dict(result, changed=result["acquired"])
+
+
+def _put(store: Store, params: dict) -> dict:
+    if params["src"]:
+        with open(params["src"], "rb") as handle:
+            body = handle.read()
+    else:
+        body = (params["content"] or "").encode()
+    return store.put(params["run_id"], params["key"], body, create_only=params["create_only"])
+
+
+def _get(store: Store, params: dict) -> dict:
+    body, etag, metadata = store.read(params["key"])
+    text = (body or b"").decode(errors="replace")
+    return {
+        "changed": False,
+        "exists": body is not None,
+        "etag": etag,
+        "content": text,
+        "metadata": metadata,
+    }
+
+
+ACTIONS = {
+    "lock": _lock,
+    "release": lambda store, params: store.release(params["run_id"], params["rollback"]),
+    "put": _put,
+    "get": _get,
+    "move_latest": lambda store, params: store.move_latest(params["run_id"], params["pointer"]),
+    "gc": lambda store, params: store.gc(params["run_id"], params["keep"], params["apply"]),
+}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""artifact_store's conditional writes against a real S3 API (a moto server over HTTP).
+
+The release's own runs prove the same on SeaweedFS (tests/integration/test_release_faults.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import socket
+import threading
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = importlib.util.spec_from_file_location(
+    "artifact_store_s3", REPO / "roles/artifact_store/library/artifact_store_s3.py"
+)
+s3mod = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(s3mod)
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def store(endpoint, request):
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    )
+    bucket = "store-" + hashlib.md5(request.node.name.encode()).hexdigest()[:12]
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return s3mod.Store(client, bucket)
+
+
+def keys(store) -> list[str]:
+    return sorted(store.keys(""))
+
+
+def test_one_run_holds_the_lock_and_a_second_is_refused_until_it_is_released(store) -> None:
+    first = store.lock("run-a", "v1", 60, {"user": "ops"})
+    assert first["acquired"] and first["taken_from"] is None
+    second = store.lock("run-b", "v2", 60, {})
+    assert not second["acquired"] and second["holder"]["run_id"] == "run-a"
+    assert store.lock("run-a", "v1", 60, {})["acquired"]  # the holder may ask again
+
+    assert store.release("run-a", rollback=False)["held"]
+    assert store.lock("run-b", "v2", 60, {})["acquired"]
+
+
+def test_runs_racing_for_the_lock_get_it_exactly_once(store) -> None:
+    results = {}
+
+    def take(run: str) -> None:
+        results[run] = store.lock(run, run, 60, {})["acquired"]
+
+    threads = [threading.Thread(target=take, args=(f"run-{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(results.values()) == 1
+    lock = json.loads(store.read(store.lock_key)[0])
+    assert results[lock["run_id"]]
+
+
+def test_an_expired_lock_is_taken_over_and_its_runs_writes_rolled_back(store) -> None:
+    store.lock("run-old", "v0", 60, {})
+    store.put("run-old", "releases/v0/admission.zip", b"zip")
+    # Another run's object that run-old only reused (same bytes) must stay.
+    store.release("run-old", rollback=False)
+    store.lock("run-shared", "v9", 60, {})
+    store.put("run-shared", "layers/L1/layer.zip", b"layer")
+    store.release("run-shared", rollback=False)
+    store.lock("run-old2", "v1", 0, {})  # a run whose lock expires at once
+    store.put("run-old2", "releases/v1/admission.zip", b"zip1")
+    assert store.put("run-old2", "layers/L1/layer.zip", b"layer")["created"] is False
+    lock = json.loads(store.read(store.lock_key)[0])
+    lock["expires_at"] = "2000-01-01T00:00:00Z"
+    store.client.put_object(Bucket=store.bucket, Key=store.lock_key, Body=json.dumps(lock))
+
+    taken = store.lock("run-new", "v2", 60, {})
+
+    assert taken["acquired"] and taken["taken_from"]["run_id"] == "run-old2"
+    assert taken["rolled_back"]["deleted"] == ["releases/v1/admission.zip"]
+    assert "layers/L1/layer.zip (written by another run)" in taken["rolled_back"]["kept"]
+    assert "releases/v1/admission.zip" not in keys(store)
+    assert "layers/L1/layer.zip" in keys(store)
+
+
+def test_a_run_that_lost_its_lock_writes_nothing(store) -> None:
+    store.lock("run-a", "v1", 60, {})
+    store.release("run-a", rollback=False)
+    store.lock("run-b", "v2", 60, {})
+    with pytest.raises(s3mod.Refused, match=r"run run-a no longer holds the lock.*by run run-b"):
+        store.put("run-a", "releases/v1/admission.zip", b"zip")
+    assert "releases/v1/admission.zip" not in keys(store)
+
+
+def test_immutable_keys_are_created_once_and_never_overwritten(store) -> None:
+    store.lock("run-a", "v1", 60, {})
+    first = store.put("run-a", "releases/v1/admission.zip", b"zip")
+    assert first["created"] and first["sha256"] == hashlib.sha256(b"zip").hexdigest()
+    again = store.put("run-a", "releases/v1/admission.zip", b"zip")
+    assert again == dict(again, created=False, changed=False)
+    with pytest.raises(s3mod.Refused, match=r"exists with sha256 .* releases are immutable"):
+        store.put("run-a", "releases/v1/admission.zip", b"other bytes")
+    body, _, metadata = store.read("releases/v1/admission.zip")
+    assert body == b"zip" and metadata == {"sha256": first["sha256"], "run-id": "run-a"}
+
+
+def test_a_rollback_keeps_a_layer_another_release_names(store) -> None:
+    store.lock("run-a", "v1", 60, {})
+    store.put("run-a", "layers/L1/layer.zip", b"layer")
+    store.put("run-a", "releases/v1/manifest.json", json.dumps({"layer": {"id": "L1"}}).encode())
+    # A second release of the same layer was promoted meanwhile (as a failed, then retried
+    # run would leave it): its manifest names L1.
+    store.client.put_object(
+        Bucket=store.bucket,
+        Key="releases/v2/manifest.json",
+        Body=json.dumps({"layer": {"id": "L1"}, "status": "verified"}),
+    )
+
+    rolled_back = store.release("run-a", rollback=True)["rolled_back"]
+
+    assert rolled_back["deleted"] == ["releases/v1/manifest.json"]
+    assert rolled_back["kept"] == ["layers/L1/layer.zip (release v2 uses it)"]
+    assert json.loads(store.read(store.lock_key)[0])["state"] == "released"
+
+
+def test_latest_never_moves_to_an_older_release(store) -> None:
+    store.lock("run-a", "v2", 60, {})
+    newer = {"version": "v2", "created_at": "2026-11-30T12:00:00Z"}
+    older = {"version": "v1", "created_at": "2026-11-30T11:00:00Z"}
+    assert store.move_latest("run-a", newer)["moved"]
+    kept = store.move_latest("run-a", older)
+    assert not kept["moved"] and kept["latest"]["version"] == "v2"
+    assert json.loads(store.read("releases/latest.json")[0])["version"] == "v2"
+
+
+def _release(store, version: str, layer: str, created_at: str, status: str = "verified") -> None:
+    manifest = {"layer": {"id": layer}, "status": status, "created_at": created_at}
+    store.client.put_object(
+        Bucket=store.bucket, Key=f"releases/{version}/manifest.json", Body=json.dumps(manifest)
+    )
+    store.client.put_object(Bucket=store.bucket, Key=f"layers/{layer}/layer.zip", Body=b"z")
+    store.client.put_object(Bucket=store.bucket, Key=f"layers/{layer}/manifest.json", Body=b"{}")
+
+
+def test_gc_removes_only_layers_no_recent_release_uses_and_only_when_told(store) -> None:
+    _release(store, "v1", "L1", "2026-11-01T00:00:00Z")
+    _release(store, "v2", "L2", "2026-11-02T00:00:00Z")
+    _release(store, "v3", "L3", "2026-11-03T00:00:00Z")
+    _release(store, "v4", "L4", "2026-11-04T00:00:00Z", status="candidate")
+    store.client.put_object(Bucket=store.bucket, Key="layers/L9/layer.zip", Body=b"orphan")
+    store.lock("gc-1", "gc", 60, {})
+
+    dry = store.gc("gc-1", keep=1, apply=False)
+    assert dry["unused"] == ["L1", "L2", "L9"] and not dry["changed"]
+    assert "layers/L1/layer.zip" in keys(store)
+
+    applied = store.gc("gc-1", keep=1, apply=True)
+    assert applied["kept"] == {"L3": ["v3"], "L4": ["v4"]}
+    assert [k for k in keys(store) if k.startswith("layers/")] == [
+        "layers/L3/layer.zip",
+        "layers/L3/manifest.json",
+        "layers/L4/layer.zip",
+        "layers/L4/manifest.json",
+    ]
+
+
+def test_gc_needs_the_lock(store) -> None:
+    with pytest.raises(s3mod.Refused, match="no longer holds the lock"):
+        store.gc("gc-2", keep=1, apply=True)
