@@ -2,18 +2,17 @@
 
 An interrupted ansible-playbook runs no ``rescue`` and no ``always``: its hosts would keep
 running and what it published would stay in the bucket. This callback (enabled in
-ansible.cfg) notes the run id a release announces, turns SIGTERM into the interrupt
-Ansible already handles for SIGINT, and when the playbook stops that way runs
-``playbooks/reap.yml`` for that one run, with the same inventory and extra vars: the run's
-hosts, key pair and security group are removed, what it wrote to the bucket is rolled back
-(it holds the bucket's lock) and its folders are removed. ansible-playbook then exits
-non-zero (99, "User interrupted execution"). A SIGKILL cannot be caught: the next release
-finds the dead run by its record and reaps it (roles/release/tasks/reap-run.yml).
+ansible.cfg) notes the run id a release announces; on SIGINT or SIGTERM it lets Ansible
+stop its workers, runs ``playbooks/reap.yml`` for that one run with the same inventory and
+extra vars (the run's hosts, key pair and security group are removed, what it wrote to
+the bucket is rolled back while it holds the bucket's lock, its folders are removed), and
+exits with 128 + the signal's number (130, 143). A SIGKILL cannot be caught: the next
+release finds the dead run by its record and reaps it (roles/release/tasks/reap-run.yml).
 """
 
 from __future__ import annotations
 
-import atexit
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,13 +41,11 @@ class CallbackModule(CallbackBase):
         super().__init__()
         self.playbook: Path | None = None
         self.run_id: str | None = None
-        self.stopped_by: str | None = None
         # Ansible's own handler (TaskQueueManager): passes the signal to the workers and, for
         # SIGINT, raises KeyboardInterrupt; for SIGTERM it kills its own process.
         self.ansible_handler = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._interrupted)
         signal.signal(signal.SIGTERM, self._interrupted)
-        atexit.register(self._tear_down)
 
     def v2_playbook_on_start(self, playbook) -> None:
         path = Path(playbook._file_name)
@@ -61,17 +58,26 @@ class CallbackModule(CallbackBase):
             self.run_id = str(facts["release_run_id"]).strip()
 
     def _interrupted(self, signum, frame) -> None:
-        self.stopped_by = self.stopped_by or signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if not (self.playbook and self.run_id):  # not a release, or before it named its run
+            if callable(self.ansible_handler):
+                self.ansible_handler(signal.SIGINT, frame)
+            raise KeyboardInterrupt
         if callable(self.ansible_handler):
-            self.ansible_handler(signal.SIGINT, frame)  # raises KeyboardInterrupt
-        raise KeyboardInterrupt
-
-    def _tear_down(self) -> None:
-        if not (self.stopped_by and self.playbook and self.run_id):
-            return
+            # Ansible's own: passes the signal to its workers, which stop their tasks.
+            with contextlib.suppress(KeyboardInterrupt):
+                self.ansible_handler(signal.SIGINT, frame)
         # A second signal must not stop the teardown half-way.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # The teardown runs here, not at exit: an interrupted ansible-playbook may wait for
+        # its threads before exit handlers run.
+        self._tear_down(name)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    def _tear_down(self, name: str) -> None:
         argv = [sys.executable, sys.argv[0], str(self.playbook.parent / "reap.yml")]
         for inventory in context.CLIARGS.get("inventory") or ():
             argv += ["-i", inventory]
@@ -80,17 +86,24 @@ class CallbackModule(CallbackBase):
         argv += ["-e", f"reap_run_id={self.run_id}", "-e", "reap_apply=true"]
         say = self._display.display
         say(
-            f"Release run {self.run_id} stopped by {self.stopped_by}: removing its hosts and "
-            f"rolling back what it published (playbooks/reap.yml; further signals are ignored "
-            f"until it is done)",
+            f"Release run {self.run_id} stopped by {name}: removing its hosts and rolling back "
+            "what it published (playbooks/reap.yml; further signals are ignored until it is done)",
             stderr=True,
         )
-        sys.stdout.flush()
-        reaped = subprocess.run(argv, check=False, env=os.environ.copy())
+        reaped = subprocess.run(
+            argv,
+            check=False,
+            env=os.environ.copy(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        say(reaped.stdout, stderr=True)
         if reaped.returncode == 0:
             say(
-                f"Release run {self.run_id} torn down after {self.stopped_by}: nothing of it is "
-                "left running or published; the release did not happen.",
+                f"Release run {self.run_id} torn down after {name}: nothing of it is left "
+                "running or published; the release did not happen.",
                 stderr=True,
             )
         else:

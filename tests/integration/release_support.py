@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+from watched_run import Watched
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
@@ -70,6 +71,22 @@ def run_command(argv: list[str], *, name: str, env: dict[str, str] | None = None
     )
     log.write_text(proc.stdout)
     return Run(proc.returncode, proc.stdout, log)
+
+
+def start_playbook(playbook: str, *extra: str, name: str) -> Watched:
+    """Start a playbook from the repository root in a process group of its own, without
+    waiting for it; its output goes to dist/test-logs."""
+    return Watched.start(
+        [str(VENV_BIN / "ansible-playbook"), playbook, *extra],
+        cwd=REPO,
+        env=dict(
+            os.environ,
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            ANSIBLE_FORCE_COLOR="0",
+            PATH=f"{VENV_BIN}:{os.environ['PATH']}",
+        ),
+        log=LOG_DIR / f"{name}.log",
+    )
 
 
 def s3_client():

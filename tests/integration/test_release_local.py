@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import signal
 import subprocess
 import zipfile
 from pathlib import Path
@@ -26,6 +27,7 @@ from release_support import (
     run_id_of,
     run_playbook,
     s3_client,
+    start_playbook,
 )
 
 pytestmark = pytest.mark.slow
@@ -350,6 +352,120 @@ def _fit(kind: str, out: Path) -> Path:
     return out / f"{kind}.rds"
 
 
+def _tamper(client, bucket: str, prefix: str) -> str:
+    """Replace a release's zip and its manifest together, as someone with write access to
+    the bucket could: the manifest names the new zip's sha256, the metadata is copied.
+    Returns the new zip's sha256."""
+    zip_key, manifest_key = f"{prefix}/admission.zip", f"{prefix}/manifest.json"
+    original = client.get_object(Bucket=bucket, Key=zip_key)
+    buffer = io.BytesIO(original["Body"].read())
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("sitecustomize.py", "print('not what was released')\n")
+    body = buffer.getvalue()
+    digest = hashlib.sha256(body).hexdigest()
+    client.put_object(Bucket=bucket, Key=zip_key, Body=body, Metadata=original["Metadata"])
+    manifest = client.get_object(Bucket=bucket, Key=manifest_key)
+    changed = json.loads(manifest["Body"].read())
+    changed["zip"].update(sha256=digest, bytes=len(body))
+    client.put_object(
+        Bucket=bucket,
+        Key=manifest_key,
+        Body=json.dumps(changed, indent=2).encode(),
+        Metadata=manifest["Metadata"],
+    )
+    return digest
+
+
+@pytest.fixture(scope="module")
+def overlapping_releases(bucket: str, first_release: dict, tmp_path_factory) -> dict:
+    """Two releases into one bucket at once (#13). A (the project's model) starts; B (the
+    model the 2017 procedure fits at the prompt, an operator's .rds) starts as A begins to
+    build. A reaches the bucket first and takes its lock; B, finding it taken, waits. Between
+    A's publish and its clean-host test (A stopped with SIGSTOP until B is seen waiting), A's
+    zip and manifest are replaced together in S3. A's clean host must refuse them and A
+    roll back; B then publishes and is promoted."""
+    client = s3_client()
+    model = _fit("2017", tmp_path_factory.mktemp("model"))
+    latest_before = read_json(client, bucket, "releases/latest.json")
+    common = ("-e", f"release_bucket={bucket}", "-e", "release_force=true")
+    a = start_playbook(
+        "playbooks/release.yml",
+        *common,
+        "-e",
+        "release_version=it-overlap-a",
+        name="release-overlap-a",
+    )
+    b = None
+    try:
+        assert a.wait_for("TASK [Mark the build phase]", 600), f"A did not build, see {a.log}"
+        b = start_playbook(
+            "playbooks/release.yml",
+            *common,
+            "-e",
+            "release_version=it-overlap-b",
+            "-e",
+            f"lambda_package_model_rds={model}",
+            name="release-overlap-b",
+        )
+        assert a.wait_for("PLAY [Test the published package on a clean host without R]", 1200), (
+            f"A did not publish, see {a.log}"
+        )
+        a.signal(signal.SIGSTOP)
+        try:
+            a_run = run_id_of("".join(a.lines))
+            b_waited = b.wait_for(f"is being released by run {a_run}", 1200)
+            tampered = _tamper(client, bucket, "releases/it-overlap-a")
+        finally:
+            a.signal(signal.SIGCONT)
+        runs = {"a": a.finish(), "b": b.finish()}
+    finally:
+        for started in (a, b):
+            if started and started.proc.poll() is None:
+                started.signal(signal.SIGCONT)
+                started.signal(signal.SIGTERM)
+                started.finish(timeout=600)
+    return dict(
+        runs,
+        a_run=a_run,
+        b_waited=b_waited,
+        tampered_sha256=tampered,
+        latest_before=latest_before,
+        model_sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
+    )
+
+
+def test_two_releases_at_once_publish_one_at_a_time_and_a_replaced_zip_is_never_promoted(
+    bucket: str, overlapping_releases: dict
+) -> None:
+    client = s3_client()
+    run_a, run_b = overlapping_releases["a"], overlapping_releases["b"]
+
+    # B waited for A's lock, saying whose it was, then released.
+    assert overlapping_releases["b_waited"], f"B never waited for A's lock, see {run_b.log}"
+    run_b.check()
+    # A's clean host refused the replaced manifest (and so the zip it names): A failed
+    # and removed everything of its version, the replaced objects included.
+    assert run_a.returncode != 0
+    assert "The clean-host test failed" in run_a.output
+    assert "it was replaced after publishing. Nothing from it is tested." in run_a.output
+    assert overlapping_releases["tampered_sha256"] not in run_b.output
+    assert keys(client, bucket, "releases/it-overlap-a/") == []
+    assert "Rolled back: removed" in run_a.output
+    # latest.json names B, verified, every key of it there with the sha256 it names.
+    latest = read_json(client, bucket, "releases/latest.json")
+    assert latest["version"] == "it-overlap-b" != overlapping_releases["latest_before"]["version"]
+    manifest = read_json(client, bucket, "releases/it-overlap-b/manifest.json")
+    assert manifest["status"] == "verified"
+    for part in ("zip", "model"):
+        obj = client.get_object(Bucket=bucket, Key=manifest[part]["key"])
+        assert hashlib.sha256(obj["Body"].read()).hexdigest() == manifest[part]["sha256"]
+        assert obj["Metadata"]["sha256"] == manifest[part]["sha256"]
+    lock = read_json(client, bucket, "releases/.lock.json")
+    assert lock["state"] == "released" and lock["run_id"] == run_id_of(run_b.output)
+    assert_no_hosts_left(run_a.output)
+    assert_no_hosts_left(run_b.output)
+
+
 def _release_with_model(bucket: str, model: Path, name: str):
     return run_playbook(
         "playbooks/release.yml",
@@ -380,14 +496,12 @@ def test_a_model_the_handler_cannot_serve_fails_the_release_before_publishing(
 
 
 def test_a_release_serves_the_2017_procedures_own_model(
-    bucket: str, first_release: dict, tmp_path: Path
+    bucket: str, overlapping_releases: dict
 ) -> None:
+    """Release B of overlapping_releases: the model the 2017 procedure fits at the prompt."""
     client = s3_client()
-    model = _fit("2017", tmp_path)
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()
-
-    run = _release_with_model(bucket, model, name="release-2017-model").check()
-    assert_no_hosts_left(run.output)
+    digest = overlapping_releases["model_sha256"]
+    overlapping_releases["b"].check()
 
     latest = read_json(client, bucket, "releases/latest.json")
     version = latest["version"]

@@ -12,22 +12,29 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import signal
 import subprocess
+import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from iam_support import actions_of, aws_calls, from_the_playbooks, policy_actions, recorded_action
 from sandbox_support import (
     AL2023_PARAMETER,
+    LOCK_KEY,
+    LOG_DIR,
     NOTHING_LEFT,
     PROJECT,
     REPO,
+    VENV_BIN,
     Run,
     Sandbox,
     read_json,
     recorded_requests,
     s3_snapshot,
 )
+from watched_run import Watched
 
 pytestmark = pytest.mark.slow
 
@@ -138,6 +145,120 @@ def test_instances_were_launched_as_on_aws_and_terminated(
 
 def test_release_leaves_nothing_behind(sandbox: Sandbox, first_release: Run) -> None:
     assert sandbox.leftovers(first_release) == NOTHING_LEFT
+
+
+# ------------------------------------------------------------- runs that are interrupted
+
+# name: (the line after which the signal is sent, the signal, sent to the whole process
+# group as a terminal's Ctrl-C or a killed session would, or to ansible-playbook alone as
+# kill, systemd or a scheduler's timeout would).
+INTERRUPTIONS = {
+    "sigint-build": ("TASK [r_runtime : ", signal.SIGINT, True),
+    "sigterm-publish": (
+        "publish_file | Upload unless S3 holds the same bytes",
+        signal.SIGTERM,
+        False,
+    ),
+    "sigkill-build": ("TASK [r_runtime : ", signal.SIGKILL, True),
+}
+
+
+def _interrupt(sandbox: Sandbox, name: str) -> Run:
+    marker, signum, group = INTERRUPTIONS[name]
+    release = Watched.start(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "playbooks/release.yml",
+            "-i",
+            "inventory/sandbox",
+            *sandbox.isolation(name),
+            "-e",
+            "release_force=true",
+            "-e",
+            f"release_version=sbx-{name}",
+        ],
+        cwd=REPO,
+        env=sandbox.env,
+        log=LOG_DIR / f"sandbox-{name}.log",
+    )
+    try:
+        assert release.wait_for(marker, 1500), (
+            f"{name}: never reached {marker!r}, see {release.log}"
+        )
+        release.signal(signum, group=group)
+        done = release.finish(timeout=900)
+    finally:
+        if release.proc.poll() is None:
+            release.signal(signal.SIGKILL)
+    seconds = round(time.monotonic() - release.started, 1)
+    run = Run(done.returncode, done.output, done.log, seconds, sandbox.workdir / name / "state")
+    sandbox.runs.append(run.run_id)
+    return run
+
+
+@pytest.fixture(scope="module")
+def interrupted_releases(sandbox: Sandbox, first_release: Run) -> dict:
+    """A release stopped by each signal at once, after the first release published the
+    latest.json they must leave alone; after the SIGKILL, the next release (nothing changed:
+    it publishes nothing) finds the dead run."""
+    before = s3_snapshot(sandbox, BUCKET)
+    with ThreadPoolExecutor(len(INTERRUPTIONS)) as pool:
+        futures = {name: pool.submit(_interrupt, sandbox, name) for name in INTERRUPTIONS}
+        killed = futures["sigkill-build"].result()
+        killed_leftovers = sandbox.leftovers(killed)
+        # Same state folder: the next release of this controller and platform.
+        after_kill = sandbox.release(name="sigkill-build")
+        runs = {name: future.result() for name, future in futures.items()}
+    return {
+        "runs": runs,
+        "before": before,
+        "killed_leftovers": killed_leftovers,
+        "after_kill": after_kill,
+    }
+
+
+@pytest.mark.parametrize("name", ["sigint-build", "sigterm-publish"])
+def test_an_interrupted_release_tears_itself_down_and_publishes_nothing(
+    sandbox: Sandbox, interrupted_releases: dict, name: str
+) -> None:
+    run = interrupted_releases["runs"][name]
+    signame = INTERRUPTIONS[name][1].name
+
+    assert run.returncode == 128 + INTERRUPTIONS[name][1], f"see {run.log}"
+    assert f"Release run {run.run_id} stopped by {signame}" in run.output
+    assert f"Release run {run.run_id} torn down after {signame}" in run.output
+    assert sandbox.leftovers(run) == NOTHING_LEFT
+    assert not (run.state_dir / "runs" / run.run_id).exists()
+    assert s3_snapshot(sandbox, BUCKET) == interrupted_releases["before"]
+    lock = read_json(sandbox, BUCKET, LOCK_KEY)
+    assert lock["state"] == "released"
+    if name == "sigterm-publish":  # it held the lock and had begun to upload
+        assert "Rolled back: removed ['releases/sbx-sigterm-publish/" in run.output
+        assert sorted(i["State"]["Name"] for i in run_instances(sandbox, run.run_id)) == [
+            "terminated",
+            "terminated",
+        ]
+
+
+def test_the_next_release_reaps_what_a_killed_release_left(
+    sandbox: Sandbox, interrupted_releases: dict
+) -> None:
+    killed = interrupted_releases["runs"]["sigkill-build"]
+    after = interrupted_releases["after_kill"].check()
+
+    assert killed.returncode == -signal.SIGKILL
+    # SIGKILL left its hosts (instances, key pair, security group, containers) and state.
+    left = interrupted_releases["killed_leftovers"]
+    assert len(left["instances"]) == 2 and left["key_pairs"] and left["security_groups"]
+    assert left["containers"] and left["state"]
+    assert (
+        f"Run {killed.run_id} (version sbx-sigkill-build, started" in after.output
+        and "ended without its teardown" in after.output
+    )
+    assert sandbox.leftovers(killed) == NOTHING_LEFT
+    assert not (killed.state_dir / "runs" / killed.run_id).exists()
+    assert "Nothing changed since release" in after.output  # it published nothing
+    assert s3_snapshot(sandbox, BUCKET) == interrupted_releases["before"]
 
 
 FAILING_CHECK = (

@@ -93,7 +93,7 @@ def _precondition_failed(error: ClientError) -> bool:
 
 
 def _missing(error: ClientError) -> bool:
-    return _code(error) in ("NoSuchKey", "404", "NotFound")
+    return _code(error) in ("NoSuchKey", "NoSuchBucket", "404", "NotFound")
 
 
 # --------------------------------------------------------------------------- store
