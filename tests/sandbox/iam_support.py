@@ -54,7 +54,7 @@ S3_OBJECT_MODES = {
         "s3:PutObjectAcl",
         "s3:GetObjectTagging",
         "s3:AbortMultipartUpload",
-    },
+    },  # artifact_store writes with its own module now; kept for any s3_object put
     "get": {"s3:GetObject"},
     "getstr": {"s3:GetObject"},
     "list": {"s3:ListBucket"},
@@ -155,7 +155,24 @@ def _module_actions(call: Call) -> set[str]:
     raise KeyError(f"{call.where}: no IAM actions known for the AWS module {name}; add it here")
 
 
+# artifact_store's own module (roles/artifact_store/library/artifact_store_s3.py): every
+# write is a PutObject (conditional: If-None-Match / If-Match, one request, no multipart),
+# every read a GetObject or HeadObject; the lock is read and rewritten around each write.
+# A rollback (release with rollback, or a lock taken over from an expired run) lists the
+# releases' manifests and deletes; gc too.
+ARTIFACT_STORE_S3 = {
+    "lock": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"},
+    "release": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"},
+    "put": {"s3:GetObject", "s3:PutObject"},
+    "get": {"s3:GetObject"},
+    "move_latest": {"s3:GetObject", "s3:PutObject"},
+    "gc": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"},
+}
+
+
 def actions_of(call: Call) -> set[str]:
+    if call.module == "artifact_store_s3":
+        return ARTIFACT_STORE_S3[str(call.arg("action"))]
     return _module_actions(call)
 
 
@@ -171,8 +188,8 @@ def _tasks(node: object) -> Iterator[dict]:
 
 
 def aws_calls() -> list[Call]:
-    """Every AWS module task (amazon.aws, community.aws), and every ssm_parameter lookup,
-    of the playbooks and roles."""
+    """Every AWS module task (amazon.aws, community.aws, artifact_store_s3), and every
+    ssm_parameter lookup, of the playbooks and roles."""
     calls = []
     for top in SOURCES:
         for path in sorted((REPO / top).rglob("*.yml")):
@@ -184,12 +201,13 @@ def aws_calls() -> list[Call]:
                 calls.append(Call("ssm_parameter_lookup", (), where))
             for task in _tasks(yaml.safe_load(text) or []):
                 for key, value in task.items():
-                    if not key.startswith(AWS_COLLECTIONS) or key == "amazon.aws.aws":
+                    own = key == "artifact_store_s3"
+                    if not (own or key.startswith(AWS_COLLECTIONS)) or key == "amazon.aws.aws":
                         continue
                     args = value if isinstance(value, dict) else {}
                     calls.append(
                         Call(
-                            key.split(".", 2)[2],
+                            key if own else key.split(".", 2)[2],
                             tuple(
                                 sorted(
                                     (k, v if isinstance(v, str) else json.dumps(v, default=str))

@@ -242,9 +242,11 @@ class Store:
         )
         metadata = {"sha256": digest, "run-id": run_id}
         if not create_only:
-            _, etag, _ = self.read(key)
+            held, etag, _ = self.read(key)
+            if held is not None and hashlib.sha256(held).hexdigest() == digest:
+                return {"changed": False, "created": False, "sha256": digest, "etag": etag}
             etag = self.write(key, body, if_match=etag, metadata=metadata)  # or create
-            return {"changed": True, "created": True, "sha256": digest, "etag": etag}
+            return {"changed": True, "created": held is None, "sha256": digest, "etag": etag}
         try:
             etag = self.write(key, body, metadata=metadata)
             return {"changed": True, "created": True, "sha256": digest, "etag": etag}
