@@ -76,3 +76,33 @@ def test_every_key_prefix_the_roles_write_is_in_the_publish_statement() -> None:
     assert prefixes >= {"releases", "layers"}
     for prefix in prefixes:
         assert f"arn:aws:s3:::r-lambda-releases/{prefix}/*" in statement["Resource"], prefix
+
+
+def _statement(sid: str) -> dict:
+    [found] = [s for s in json.loads(POLICY.read_text())["Statement"] if s["Sid"] == sid]
+    return found
+
+
+def test_instances_launch_only_with_imdsv2_encrypted_volumes_and_the_roles_types() -> None:
+    """RunInstances is conditioned on what ec2_host launches: IMDSv2 required, the instance
+    types of ec2_host_instance_types (a change there must change the policy), encrypted
+    volumes."""
+    types = yaml.safe_load((REPO / "roles/ec2_host/defaults/main.yml").read_text())[
+        "ec2_host_instance_types"
+    ]
+    instance = _statement("LaunchOnlyProjectTaggedInstancesWithImdsV2OfTheAllowedTypes")
+    assert instance["Resource"] == "arn:aws:ec2:*:*:instance/*"
+    condition = instance["Condition"]["StringEquals"]
+    assert condition["ec2:MetadataHttpTokens"] == "required"
+    assert sorted(condition["ec2:InstanceType"]) == sorted(set(types.values()))
+    volume = _statement("LaunchOnlyProjectTaggedEncryptedVolumes")
+    assert volume["Resource"] == "arn:aws:ec2:*:*:volume/*"
+    assert volume["Condition"]["Bool"] == {"ec2:Encrypted": "true"}
+    launch = (REPO / "roles/ec2_host/tasks/instance.yml").read_text()
+    assert "http_tokens: required" in launch and "encrypted: true" in launch
+
+
+def test_the_bucket_statements_hold_only_in_the_operators_own_account() -> None:
+    for sid in ("KeepTheReleaseBucket", "PublishAndRollBackReleases"):
+        condition = _statement(sid)["Condition"]["StringEquals"]
+        assert condition == {"aws:ResourceAccount": "${aws:PrincipalAccount}"}, sid
