@@ -549,7 +549,10 @@ def test_the_workflow_never_overlaps_nor_cancels_a_running_watch(
 
 
 def test_the_workflow_takes_aws_credentials_from_oidc_only(workflow: dict[str, Any]) -> None:
-    assert workflow["permissions"]["id-token"] == "write"
+    # Nothing by default; id-token only on the job that takes the role session.
+    assert workflow["permissions"] == {}
+    [(name, job)] = workflow["jobs"].items()
+    assert job["permissions"] == {"id-token": "write", "contents": "read"}, name
     steps = workflow_steps(workflow)
     credentials = [
         i
@@ -578,6 +581,25 @@ def test_the_workflow_takes_aws_credentials_from_oidc_only(workflow: dict[str, A
     ]
     assert len(watch) == 1, steps
     assert credentials[0] < watch[0], "the watch runs before the credentials are set up"
+
+
+def test_every_action_is_pinned_by_commit(workflow: dict[str, Any]) -> None:
+    uses = [str(step["uses"]) for step in workflow_steps(workflow) if "uses" in step]
+    assert uses
+    for action in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), action
+
+
+def test_the_documented_oidc_trust_is_the_subject_the_job_presents(
+    workflow: dict[str, Any],
+) -> None:
+    """A job with an environment presents repo:<owner>/<repo>:environment:<name> as its
+    subject; the trust policy in docs/ami_watch.md must name exactly that."""
+    [job] = workflow["jobs"].values()
+    subject = f"repo:<owner>/<repo>:environment:{job['environment']}"
+    doc = (REPO / "docs" / "ami_watch.md").read_text()
+    assert f'"token.actions.githubusercontent.com:sub": "{subject}"' in doc
+    assert '"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"' in doc
 
 
 def test_a_reinstall_replaces_the_cron_entry_whole(tmp_path: Path) -> None:
