@@ -303,7 +303,12 @@ def recorded_action(request: dict) -> str | None:
 
 
 def from_the_playbooks(request: dict) -> bool:
-    """Requests the amazon.aws modules made (their user agent), or the test host's download
-    through a link the controller signed; not the tests' own boto3 calls."""
+    """Requests the amazon.aws modules or artifact_store's own module made (their user
+    agents), or the test host's download through a link the controller signed; not the
+    tests' own boto3 calls."""
     agent = request["headers"].get("User-Agent", "")
-    return "amazon.aws/" in agent or agent.startswith("ansible-httpget")
+    return (
+        "amazon.aws/" in agent
+        or "r-lambda-artifact_store_s3/" in agent
+        or agent.startswith("ansible-httpget")
+    )

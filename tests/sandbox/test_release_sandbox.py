@@ -445,9 +445,15 @@ def test_the_aws_platform_will_not_launch_without_a_narrow_operator_cidr(
 def test_every_aws_call_the_playbooks_made_is_in_the_iam_policy(
     sandbox: Sandbox, first_release: Run, failed_releases: dict
 ) -> None:
-    """What moto saw from the amazon.aws modules (and the test host's signed download) in
-    this session: the release, every failure path, the reaper, the collision test."""
-    made = {recorded_action(r) for r in recorded_requests(sandbox) if from_the_playbooks(r)}
+    """What moto saw from the amazon.aws modules, artifact_store's own module (the lock and
+    the conditional writes) and the test host's signed download in this session: the
+    release, every failure path, the interrupted runs, the reaper, the collision test."""
+    requests = [r for r in recorded_requests(sandbox) if from_the_playbooks(r)]
+    own = [
+        r for r in requests if "r-lambda-artifact_store_s3/" in r["headers"].get("User-Agent", "")
+    ]
+    assert {r["method"] for r in own} >= {"GET", "PUT", "DELETE"}  # lock, writes, rollbacks
+    made = {recorded_action(r) for r in requests}
     made.discard(None)
     assert {
         "ec2:RunInstances",
