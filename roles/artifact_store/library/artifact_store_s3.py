@@ -32,7 +32,7 @@ from ansible.module_utils.basic import AnsibleModule
 try:
     import boto3
     from botocore.config import Config
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError, ParamValidationError
 except ImportError:  # reported by main()
     boto3 = None
 
@@ -405,6 +405,10 @@ def main() -> None:
     store = Store(client, params["bucket"], params["prefix"], params["encryption"])
     try:
         result = ACTIONS[params["action"]](store, params)
+    except ParamValidationError as error:
+        if params["action"] == "release":  # no such bucket can exist, nor a lock in it
+            module.exit_json(changed=False, held=False, rolled_back={})
+        module.fail_json(msg=f"S3 {params['action']} in s3://{params['bucket']}: {error}")
     except Refused as refused:
         module.fail_json(msg=str(refused))
     except ClientError as error:
