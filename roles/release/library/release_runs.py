@@ -41,9 +41,10 @@ def _stat(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
 
 
-def _playbook_pid() -> int:
-    """The outermost ansible-playbook process above this module."""
-    pid, found = os.getpid(), os.getpid()
+def _playbook_pid() -> int | None:
+    """The outermost ansible-playbook process above this module, or None when there is
+    none to be found (such a run is never judged dead by its process)."""
+    pid, found = os.getpid(), None
     while pid > 1:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -71,7 +72,7 @@ def controller() -> dict:
         "host": socket.gethostname(),
         "boot_id": _boot_id(),
         "pid": pid,
-        "pid_started": (_stat(pid) or [""] * 20)[19],
+        "pid_started": (_stat(pid) or [""] * 20)[19] if pid else "",
         "user": pwd.getpwuid(os.getuid()).pw_name,
     }
 
@@ -83,7 +84,9 @@ def is_gone(owner: dict, here: dict) -> bool:
         return False
     if owner.get("boot_id") != here["boot_id"]:
         return True  # the machine rebooted since: every process of that boot is gone
-    fields = _stat(int(owner.get("pid") or 0))
+    if not owner.get("pid"):
+        return False  # its process was never known
+    fields = _stat(int(owner["pid"]))
     return fields is None or fields[19] != owner.get("pid_started")
 
 
