@@ -151,6 +151,10 @@ class Store:
         body, etag, _ = self.read(self.lock_key)
         return (json.loads(body) if body else {}), etag
 
+    @staticmethod
+    def _held_by(lock: dict, run_id: str) -> bool:
+        return lock.get("state") == "held" and lock.get("run_id") == run_id
+
     def lock(self, run_id: str, version: str, ttl_minutes: int, owner: dict) -> dict:
         """Take the bucket lock for run_id. Returns acquired and holder; when the lock is
         taken from a run whose lock expired, that run's writes are rolled back first
@@ -168,7 +172,7 @@ class Store:
         }
         for _ in range(5):
             current, etag = self._lock()
-            if current.get("state") == "held" and current.get("run_id") == run_id:
+            if self._held_by(current, run_id):
                 return {"acquired": True, "holder": current, "taken_from": None, "rolled_back": {}}
             held = current.get("state") == "held"
             if held and current.get("expires_at", "") >= now.strftime(TIME_FORMAT):
@@ -197,7 +201,7 @@ class Store:
         """Apply change to the lock run_id holds, renewing it; Refused when it does not."""
         for _ in range(5):
             current, etag = self._lock()
-            if current.get("state") != "held" or current.get("run_id") != run_id:
+            if not self._held_by(current, run_id):
                 raise Refused(
                     f"run {run_id} no longer holds the lock of s3://{self.bucket}/{self.prefix}"
                     f" (it is {current.get('state', 'absent')}"
@@ -222,7 +226,7 @@ class Store:
         """Give run_id's lock back (state released), after removing what the run wrote
         when rollback is true. Nothing happens when run_id does not hold the lock."""
         current, _ = self._lock()
-        if current.get("state") != "held" or current.get("run_id") != run_id:
+        if not self._held_by(current, run_id):
             return {"changed": False, "held": False, "rolled_back": {}}
         rolled_back = (
             self.rollback(run_id, current.get("intents", []), current.get("version", ""))
@@ -287,32 +291,22 @@ class Store:
         kept_versions = {v for _, v in verified[-keep:]} if keep > 0 else set()
         kept_versions |= {v for v, m in manifests.items() if m.get("status") != "verified"}
         kept_versions |= {latest} if latest else set()
-        kept = {}
-        for version in sorted(kept_versions & set(manifests)):
-            layer = (manifests[version].get("layer") or {}).get("id")
-            if layer:
-                kept.setdefault(layer, []).append(version)
-        layers = sorted({key.split("/")[1] for key in self.keys("layers/") if key.count("/") >= 2})
-        unused = [layer for layer in layers if layer not in kept]
-        removed = [key for layer in unused for key in self.keys(f"layers/{layer}/")]
+        kept = _layers_of({v: m for v, m in manifests.items() if v in kept_versions})
+        layer_keys = [key for key in self.keys("layers/") if key.count("/") >= 2]
+        unused = sorted({key.split("/")[1] for key in layer_keys} - set(kept))
+        removed = [key for key in layer_keys if key.split("/")[1] in unused]
         if apply:
             for key in removed:
                 self.client.delete_object(Bucket=self.bucket, Key=key)
         return {"changed": bool(apply and removed), "kept": kept, "unused": unused, "keys": removed}
 
-    def layers_in_use(self, except_version: str = "") -> dict[str, list[str]]:
-        """Layer id -> the versions whose manifest names it (candidates included)."""
-        used: dict[str, list[str]] = {}
-        for version, manifest in self.manifests().items():
-            layer = (manifest.get("layer") or {}).get("id")
-            if layer and version != except_version:
-                used.setdefault(layer, []).append(version)
-        return used
-
     def rollback(self, run_id: str, keys: list[str], version: str = "") -> dict:
         """Remove the keys run_id wrote, newest first; keep what another run wrote and any
-        layer another manifest names."""
-        in_use = self.layers_in_use(except_version=version)
+        layer another manifest names (the manifests are read only when a layer is among
+        the keys)."""
+        in_use: dict[str, list[str]] = {}
+        if any(key.startswith("layers/") for key in keys):
+            in_use = _layers_of({v: m for v, m in self.manifests().items() if v != version})
         deleted, kept = [], []
         for key in reversed(keys):
             held = self.head(key)
@@ -347,6 +341,16 @@ class Store:
                     raise
             time.sleep(0.2)
         raise Refused(f"s3://{self.bucket}/{key} kept changing: latest.json was not moved")
+
+
+def _layers_of(manifests: dict[str, dict]) -> dict[str, list[str]]:
+    """Layer id -> the versions (of these manifests) that name it."""
+    used: dict[str, list[str]] = {}
+    for version in sorted(manifests):
+        layer = (manifests[version].get("layer") or {}).get("id")
+        if layer:
+            used.setdefault(layer, []).append(version)
+    return used
 
 
 def _json(data: dict) -> bytes:
