@@ -20,8 +20,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "iam" / "operator-policy.json"
-# What the operator runs: the playbooks and every role they can reach.
+# The bucket's one-time set-up (playbooks/bucket.yml) runs under a policy of its own.
+BUCKET_ADMIN_POLICY = REPO / "iam" / "bucket-admin-policy.json"
+# What the operator runs: the playbooks and every role they can reach...
 SOURCES = ["playbooks", "roles"]
+# ...but for the tasks files only the bucket's administrator runs (the local platform's
+# release runs them too: it has no IAM).
+BUCKET_ADMIN_SOURCES = {"roles/artifact_store/tasks/bucket.yml"}
 # Collections whose modules call AWS (community.aws: the AMI watch's SNS notifier).
 AWS_COLLECTIONS = ("amazon.aws.", "community.aws.")
 TASK_BLOCK_KEYS = ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks", "handlers")
@@ -144,6 +149,8 @@ def _module_actions(call: Call) -> set[str]:
             actions.add("s3:PutEncryptionConfiguration")
         if call.arg("public_access") is not None:
             actions.add("s3:PutBucketPublicAccessBlock")
+        if call.arg("policy") is not None:
+            actions.add("s3:PutBucketPolicy")
         return actions
     if name == "s3_object":
         return S3_OBJECT_BASE | S3_OBJECT_MODES[str(call.arg("mode"))]
@@ -187,9 +194,10 @@ def _tasks(node: object) -> Iterator[dict]:
                 yield from _tasks(node[key])
 
 
-def aws_calls() -> list[Call]:
+def aws_calls(who: str = "operator") -> list[Call]:
     """Every AWS module task (amazon.aws, community.aws, artifact_store_s3), and every
-    ssm_parameter lookup, of the playbooks and roles."""
+    ssm_parameter lookup, of the playbooks and roles that the operator runs (who="operator")
+    or that the bucket's administrator runs (who="bucket-admin")."""
     calls = []
     for top in SOURCES:
         for path in sorted((REPO / top).rglob("*.yml")):
@@ -197,6 +205,8 @@ def aws_calls() -> list[Call]:
                 continue
             text = path.read_text()
             where = str(path.relative_to(REPO))
+            if (where in BUCKET_ADMIN_SOURCES) != (who == "bucket-admin"):
+                continue
             if "amazon.aws.ssm_parameter" in text:
                 calls.append(Call("ssm_parameter_lookup", (), where))
             for task in _tasks(yaml.safe_load(text) or []):
@@ -241,6 +251,7 @@ S3_BUCKET_SUBRESOURCES = {
     ("GET", "publicAccessBlock"): "s3:GetBucketPublicAccessBlock",
     ("PUT", "publicAccessBlock"): "s3:PutBucketPublicAccessBlock",
     ("GET", "policy"): "s3:GetBucketPolicy",
+    ("PUT", "policy"): "s3:PutBucketPolicy",
     ("GET", "tagging"): "s3:GetBucketTagging",
     ("GET", "requestPayment"): "s3:GetBucketRequestPayment",
     ("GET", "ownershipControls"): "s3:GetBucketOwnershipControls",
@@ -312,3 +323,11 @@ def from_the_playbooks(request: dict) -> bool:
         or "r-lambda-artifact_store_s3/" in agent
         or agent.startswith("ansible-httpget")
     )
+
+
+def signed_by(request: dict, access_key: str) -> bool:
+    """Whether a recorded request was signed with this access key (SigV4 header or query)."""
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    query = parse_qs(urlparse(request["url"]).query)
+    scope = headers.get("authorization", "") + " ".join(query.get("X-Amz-Credential", []))
+    return f"Credential={access_key}/" in scope or scope.startswith(f"{access_key}/")

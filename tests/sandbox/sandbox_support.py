@@ -100,6 +100,11 @@ class Pending:
         return run
 
 
+# The bucket's administrator signs with a key of its own (moto accepts any), so that the
+# recorded calls of the bucket's set-up can be told from the releases'.
+BUCKET_ADMIN_KEY = "sandbox-bucket-admin"
+
+
 @dataclass
 class Sandbox:
     """A moto server on 127.0.0.1 and the folders a session's releases use."""
@@ -191,6 +196,16 @@ class Sandbox:
         self, playbook: str, *extra: str, name: str, env: dict[str, str] | None = None
     ) -> Run:
         return self.start(playbook, *extra, name=name, env=env).wait()
+
+    def set_up_bucket(self, bucket: str) -> Run:
+        """The bucket's one-time set-up (playbooks/bucket.yml), as its administrator."""
+        return self.playbook(
+            "playbooks/bucket.yml",
+            "-e",
+            f"release_bucket={bucket}",
+            name=f"bucket-{bucket}",
+            env={**self.env, "AWS_ACCESS_KEY_ID": BUCKET_ADMIN_KEY},
+        ).check()
 
     def start_release(
         self,

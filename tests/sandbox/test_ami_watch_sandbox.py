@@ -105,6 +105,7 @@ class Watcher:
 
 @pytest.fixture(scope="module")
 def watcher(sandbox: Sandbox) -> Watcher:
+    sandbox.set_up_bucket(BUCKET)  # once, by its administrator: the watch never creates it
     return Watcher(sandbox)
 
 

@@ -1,5 +1,6 @@
 """The operator's IAM policy (iam/operator-policy.json) against the AWS calls the playbooks
-and roles make: every action they need is allowed, nothing by wildcard."""
+and roles make: every action they need is allowed, nothing by wildcard. The same for the
+bucket administrator's (iam/bucket-admin-policy.json) and the bucket's one-time set-up."""
 
 from __future__ import annotations
 
@@ -8,18 +9,41 @@ import re
 
 import pytest
 import yaml
-from iam_support import POLICY, REPO, actions_of, aws_calls, policy_actions
+from iam_support import (
+    BUCKET_ADMIN_POLICY,
+    POLICY,
+    REPO,
+    actions_of,
+    aws_calls,
+    policy_actions,
+)
+
+POLICIES = {"operator": POLICY, "bucket-admin": BUCKET_ADMIN_POLICY}
+# What could make the bucket or its objects public, or loosen its set-up.
+BUCKET_SET_UP_ACTIONS = {
+    "s3:CreateBucket",
+    "s3:DeleteBucketPolicy",
+    "s3:PutBucketAcl",
+    "s3:PutBucketOwnershipControls",
+    "s3:PutBucketPolicy",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketVersioning",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutObjectAcl",
+}
 
 
-def test_the_policy_is_valid_json_with_statements() -> None:
-    policy = json.loads(POLICY.read_text())
+@pytest.mark.parametrize("path", POLICIES.values(), ids=POLICIES.keys())
+def test_the_policy_is_valid_json_with_statements(path) -> None:
+    policy = json.loads(path.read_text())
     assert policy["Version"] == "2012-10-17"
     assert policy["Statement"]
     assert all(s["Effect"] == "Allow" for s in policy["Statement"])
 
 
-def test_the_policy_has_no_wildcard_action() -> None:
-    for statement in json.loads(POLICY.read_text())["Statement"]:
+@pytest.mark.parametrize("path", POLICIES.values(), ids=POLICIES.keys())
+def test_the_policy_has_no_wildcard_action(path) -> None:
+    for statement in json.loads(path.read_text())["Statement"]:
         listed = statement["Action"]
         for action in [listed] if isinstance(listed, str) else listed:
             assert "*" not in action, statement["Sid"]
@@ -44,9 +68,10 @@ def test_the_playbooks_call_aws_at_all() -> None:
         "ec2_key",
         "ec2_security_group",
         "s3_object",
-        "s3_bucket",
+        "s3_bucket_info",
         "ssm_parameter_lookup",
     } <= modules
+    assert {call.module for call in aws_calls("bucket-admin")} == {"s3_bucket"}
 
 
 @pytest.mark.parametrize("call", aws_calls(), ids=lambda c: f"{c.where}:{c.module}")
@@ -58,6 +83,39 @@ def test_every_aws_call_of_the_playbooks_is_allowed(call) -> None:
 def test_the_policy_allows_nothing_the_playbooks_do_not_call() -> None:
     needed = set().union(*(actions_of(call) for call in aws_calls()))
     assert policy_actions() - needed == set()
+
+
+@pytest.mark.parametrize("call", aws_calls("bucket-admin"), ids=lambda c: f"{c.where}:{c.module}")
+def test_the_bucket_set_up_is_allowed_by_the_bucket_admin_policy(call) -> None:
+    admin = policy_actions(json.loads(BUCKET_ADMIN_POLICY.read_text()))
+    missing = actions_of(call) - admin
+    assert not missing, f"{call.where}: {call.module} needs {sorted(missing)}"
+    # Public access block and the TLS-only policy are both set.
+    assert {"s3:PutBucketPublicAccessBlock", "s3:PutBucketPolicy"} <= actions_of(call)
+
+
+def test_the_bucket_admin_policy_allows_only_the_set_up_on_the_one_bucket() -> None:
+    policy = json.loads(BUCKET_ADMIN_POLICY.read_text())
+    needed = set().union(*(actions_of(call) for call in aws_calls("bucket-admin")))
+    assert policy_actions(policy) == needed
+    for statement in policy["Statement"]:
+        assert statement["Resource"] == "arn:aws:s3:::r-lambda-releases", statement["Sid"]
+        assert statement["Condition"]["StringEquals"] == {
+            "aws:ResourceAccount": "${aws:PrincipalAccount}"
+        }
+
+
+def test_a_release_cannot_set_up_or_open_the_bucket() -> None:
+    """The operator's policy holds none of the set-up's writes, and no inventory but the
+    local one (no IAM there) lets a release set its bucket up."""
+    assert policy_actions() & BUCKET_SET_UP_ACTIONS == set()
+    defaults = yaml.safe_load((REPO / "roles/artifact_store/defaults/main.yml").read_text())
+    assert defaults["artifact_store_create_bucket"] is False
+    for platform in ("aws", "sandbox"):
+        settings = yaml.safe_load(
+            (REPO / f"inventory/{platform}/group_vars/all/platform.yml").read_text()
+        )
+        assert not settings.get("artifact_store_create_bucket", False), platform
 
 
 def test_every_key_prefix_the_roles_write_is_in_the_publish_statement() -> None:
@@ -103,6 +161,6 @@ def test_instances_launch_only_with_imdsv2_encrypted_volumes_and_the_roles_types
 
 
 def test_the_bucket_statements_hold_only_in_the_operators_own_account() -> None:
-    for sid in ("KeepTheReleaseBucket", "PublishAndRollBackReleases"):
+    for sid in ("UseTheReleaseBucket", "PublishAndRollBackReleases"):
         condition = _statement(sid)["Condition"]["StringEquals"]
         assert condition == {"aws:ResourceAccount": "${aws:PrincipalAccount}"}, sid

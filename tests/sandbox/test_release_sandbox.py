@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import signal
 import subprocess
@@ -19,9 +20,18 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from iam_support import actions_of, aws_calls, from_the_playbooks, policy_actions, recorded_action
+from iam_support import (
+    BUCKET_ADMIN_POLICY,
+    actions_of,
+    aws_calls,
+    from_the_playbooks,
+    policy_actions,
+    recorded_action,
+    signed_by,
+)
 from sandbox_support import (
     AL2023_PARAMETER,
+    BUCKET_ADMIN_KEY,
     LOCK_KEY,
     LOG_DIR,
     NOTHING_LEFT,
@@ -39,6 +49,9 @@ from watched_run import Watched
 pytestmark = pytest.mark.slow
 
 BUCKET = "r-lambda-releases"
+MISSING_BUCKET = "r-lambda-no-such-bucket"
+# Stages that fail before any host is launched, and before the run's security group exists.
+BEFORE_HOSTS = ("bucket-name", "no-bucket", "ami-lookup")
 
 
 def changed(output: str, task: str) -> bool:
@@ -56,6 +69,33 @@ def run_instances(sandbox: Sandbox, run_id: str) -> list[dict]:
         Filters=[{"Name": "tag:run_id", "Values": [run_id]}]
     )["Reservations"]
     return [i for r in reservations for i in r["Instances"]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_bucket(sandbox: Sandbox) -> str:
+    """The bucket, set up once by its administrator: releases never create it."""
+    sandbox.timings["bucket"] = sandbox.set_up_bucket(BUCKET).seconds
+    return BUCKET
+
+
+def test_the_bucket_is_set_up_by_its_administrator_private_versioned_encrypted_tls_only(
+    sandbox: Sandbox, release_bucket: str
+) -> None:
+    s3 = sandbox.client("s3")
+    block = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
+    assert block == dict.fromkeys(
+        ["BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"], True
+    )
+    assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
+    [rule] = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    [deny] = json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Action"] == "s3:*"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert sorted(deny["Resource"]) == [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]
+    # Run again, it changes nothing.
+    again = sandbox.set_up_bucket(BUCKET)
+    assert re.search(r"localhost\s*: ok=\d+\s+changed=0", again.output), again.log
 
 
 @pytest.fixture(scope="module")
@@ -301,10 +341,15 @@ FAILURES = {
         "The build failed",
         "package too large",
     ),
-    "upload": (
+    "bucket-name": (
         ["-e", "release_bucket=Refused_Bucket"],
-        "Publishing failed",
-        "invalid character(s) found in the bucket name",
+        "Planning failed",
+        "must be an S3 bucket name: 3-63 lower-case letters",
+    ),
+    "no-bucket": (  # releases never create the bucket on AWS: playbooks/bucket.yml does, once
+        ["-e", f"release_bucket={MISSING_BUCKET}"],
+        "Planning failed",
+        f"The release bucket s3://{MISSING_BUCKET} does not exist",
     ),
     "clean-host-test": (
         [],  # plus a failing packaged check, see failed_releases
@@ -353,12 +398,13 @@ def test_a_failed_stage_leaves_nothing_behind_and_publishes_nothing(
     assert sandbox.leftovers(run) == NOTHING_LEFT
     assert s3_snapshot(sandbox, BUCKET) == before
     assert s3_snapshot(sandbox, "Refused_Bucket") == {}
+    assert MISSING_BUCKET not in {b["Name"] for b in sandbox.client("s3").list_buckets()["Buckets"]}
     instances = run_instances(sandbox, run.run_id)
-    if stage in ("ami-lookup", "launch"):
+    if stage in (*BEFORE_HOSTS, "launch"):
         assert instances == []
     else:  # both hosts were launched, and then terminated by the teardown
         assert sorted(i["State"]["Name"] for i in instances) == ["terminated", "terminated"]
-    if stage != "ami-lookup":  # the run's key pair and security group existed, and are gone
+    if stage not in BEFORE_HOSTS:  # the run's key pair and security group existed, and are gone
         assert changed(run.output, "security_group | Admit SSH from the operator's CIDR only")
 
 
@@ -451,7 +497,16 @@ def test_every_aws_call_the_playbooks_made_is_in_the_iam_policy(
     """What moto saw from the amazon.aws modules, artifact_store's own module (the lock and
     the conditional writes) and the test host's signed download in this session: the
     release, every failure path, the interrupted runs, the reaper, the collision test."""
-    requests = [r for r in recorded_requests(sandbox) if from_the_playbooks(r)]
+    playbooks = [r for r in recorded_requests(sandbox) if from_the_playbooks(r)]
+    admin = [r for r in playbooks if signed_by(r, BUCKET_ADMIN_KEY)]
+    requests = [r for r in playbooks if not signed_by(r, BUCKET_ADMIN_KEY)]
+    # The bucket's set-up (playbooks/bucket.yml, run by the session's fixture as the bucket's
+    # administrator): allowed by the administrator's policy, predicted by the static map.
+    set_up = {recorded_action(r) for r in admin}
+    assert {"s3:CreateBucket", "s3:PutBucketPolicy", "s3:PutBucketPublicAccessBlock"} <= set_up
+    admin_policy = json.loads(BUCKET_ADMIN_POLICY.read_text())
+    assert set_up - policy_actions(admin_policy) == set()
+    assert set_up - set().union(*(actions_of(c) for c in aws_calls("bucket-admin"))) == set()
     own = [
         r for r in requests if "r-lambda-artifact_store_s3/" in r["headers"].get("User-Agent", "")
     ]
