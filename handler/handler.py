@@ -971,6 +971,18 @@ def _handle_proxy(event: Mapping[str, Any], invocation: _Invocation) -> dict[str
         return _http_response(err.http_status, _error_body(err))
 
 
+def _public_fault(err: HandlerError) -> Exception:
+    """What a direct invocation raises to Lambda's runtime client: its FaultException when
+    the handler runs under it (the managed Python runtimes and the clean-host test load
+    awslambdaric before the handler), which reports errorType and errorMessage with an empty
+    stackTrace; a caller sees no frame, path or line of this file. Elsewhere the error."""
+    ric = sys.modules.get("awslambdaric.lambda_runtime_exception")
+    fault = getattr(ric, "FaultException", None)
+    if fault is None:
+        return err
+    return fault(err.error_type, str(err), [])
+
+
 def _handle_direct(event: Any, invocation: _Invocation) -> dict[str, Any]:
     try:
         request = parse_request(event, "event")
@@ -980,9 +992,12 @@ def _handle_direct(event: Any, invocation: _Invocation) -> dict[str, Any]:
         err = _as_handler_error(exc)
         err.request_id = invocation.request_id
         invocation.fail(err)
-        if err is exc:
+        public = _public_fault(err)
+        if public is exc:
             raise
-        raise err from exc
+        if public is err:
+            raise err from exc
+        raise public from None  # the runtime client's fault: no frames; the log has the cause
 
 
 def lambda_handler(event: Any, context: Any = None) -> dict[str, Any]:

@@ -5,6 +5,8 @@ Validation runs before the model is loaded, so none of these tests needs R.
 
 import base64
 import json
+import sys
+import types
 from typing import Any, Callable
 
 import pytest
@@ -361,3 +363,33 @@ def test_bad_request_is_valid_json_for_lambda_error_output() -> None:
         '"message": "gre is required", "field": "gre"}'
     )
     assert error.message == "gre is required"
+
+
+class _Fault(Exception):
+    """awslambdaric's FaultException, as its runtime client reads it: type, message, trace."""
+
+    def __init__(self, exception_type: str, msg: str, trace: Any = None) -> None:
+        super().__init__(msg)
+        self.exception_type, self.msg, self.trace = exception_type, msg, trace
+
+
+def test_under_lambdas_runtime_client_a_direct_error_shows_no_stack_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runtime client reports a FaultException's own trace (here none) where it reports
+    the frames of any other exception (awslambdaric's bootstrap.handle_event_request); the
+    clean-host test checks the real client's report (lambda_events.json, no_stack_trace)."""
+    ric = types.ModuleType("awslambdaric.lambda_runtime_exception")
+    ric.FaultException = _Fault  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, ric.__name__, ric)
+    with pytest.raises(_Fault) as caught:
+        handler.lambda_handler(without("rank"), Ctx("req-9"))
+    assert caught.value.exception_type == "BadRequest"
+    assert caught.value.trace == []
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert json.loads(caught.value.msg)["field"] == "rank"
+    monkeypatch.setenv("MAX_BATCH", "many")  # a server error: its cause stays in the log
+    with pytest.raises(_Fault) as caught:
+        handler.lambda_handler({"applicants": [OK]}, Ctx("req-10"))
+    assert caught.value.exception_type == "InternalServerError"
+    assert "MAX_BATCH" not in caught.value.msg and caught.value.trace == []

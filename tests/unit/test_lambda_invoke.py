@@ -654,3 +654,17 @@ def test_shipped_events_pass_against_the_real_handler(fake_lambda: Lambda) -> No
     assert run.stdout.splitlines()[-1] == "5 passed, 0 failed"
     error_case = run.report["cases"][-1]
     assert json.loads(error_case["body"])["errorType"] == "BadRequest"
+
+
+def test_judge_refuses_an_error_that_shows_stack_frames_when_told_to() -> None:
+    expect = {"kind": "error", "error_type": "BadRequest", "no_stack_trace": True}
+    clean = {"errorType": "BadRequest", "errorMessage": "{}", "stackTrace": []}
+    framed = {**clean, "stackTrace": ['  File "/var/task/handler.py", line 9, in h\n']}
+    assert invoke.judge(expect, "error", json.dumps(clean).encode()) is None
+    assert "expected no stack frames, the caller is shown 1" in invoke.judge(
+        expect, "error", json.dumps(framed).encode()
+    )
+    assert (
+        invoke.judge({**expect, "no_stack_trace": False}, "error", json.dumps(framed).encode())
+        is None
+    )

@@ -14,7 +14,7 @@ posts back (``/response`` or ``/error``) is checked against the case's expectati
 Events file: a JSON list of ``{"name": ..., "event": ..., "expect": ...}`` where expect is
     {"kind": "response", "status_code": 200, "body_json_subset": {...}, "abs_tol": 1e-4}
     {"kind": "response", "json_subset": {...}, "abs_tol": 1e-4}
-    {"kind": "error", "error_type": "BadRequest"}
+    {"kind": "error", "error_type": "BadRequest", "no_stack_trace": true}
 ``status_code`` and ``body_json_subset`` read an API Gateway proxy answer (its body is a
 JSON string); ``json_subset`` reads the answer itself; numbers match within ``abs_tol``
 (default 0: exactly); a subset's objects may hold more keys, its lists match item by item.
@@ -74,7 +74,7 @@ _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff
 RESPONSE_CHECKS = ("status_code", "body_json_subset", "json_subset")
 EXPECT_KEYS = {
     "response": {"kind", "abs_tol", *RESPONSE_CHECKS},
-    "error": {"kind", "error_type"},
+    "error": {"kind", "error_type", "no_stack_trace"},
 }
 
 
@@ -257,6 +257,9 @@ def judge(expect: dict[str, Any], kind: str, body: bytes) -> str | None:
         got = posted.get("errorType") if isinstance(posted, dict) else None
         if got != expect["error_type"]:
             return f"expected error {expect['error_type']}, got {_error_summary(posted)}"
+        if expect.get("no_stack_trace") and posted.get("stackTrace"):
+            frames = posted["stackTrace"]
+            return f"expected no stack frames, the caller is shown {len(frames)}: {_show(frames)}"
         return None
     problems = _response_problems(expect, posted)
     return "; ".join(problems) if problems else None
