@@ -86,6 +86,7 @@ def test_a_layer_release_publishes_a_shared_layer_and_a_small_function_zip(
             "manifest.json",
             "package-test.xml",
             "lambda-runtime.xml",
+            "lambda-runtime.json",
         )
     )
     assert keys(client, layer_bucket, "layers/") == [

@@ -68,6 +68,7 @@ def test_release_publishes_a_package_verified_on_a_clean_host(
             "manifest.json",
             "package-test.xml",
             "lambda-runtime.xml",
+            "lambda-runtime.json",
         )
     )
     body = client.get_object(Bucket=bucket, Key=manifest["zip"]["key"])["Body"].read()

@@ -156,11 +156,42 @@ def _module_actions(call: Call) -> set[str]:
         return S3_OBJECT_BASE | S3_OBJECT_MODES[str(call.arg("mode"))]
     if name == "s3_object_info":
         return {"s3:ListBucket", "s3:GetObject"}  # HeadBucket, HeadObject, GetObject
+    if name in LAMBDA_MODULES:
+        actions = set(LAMBDA_MODULES[name])
+        if name == "lambda":
+            if call.arg("role"):
+                actions.add("iam:PassRole")
+            if call.arg("layers"):
+                actions.add("lambda:GetLayerVersion")  # Lambda reads a layer it attaches
+            if call.arg("tags") is not None:
+                actions |= {"lambda:ListTags", "lambda:TagResource", "lambda:UntagResource"}
+        return actions
     if name == "sns":
         # Publish to the topic given by ARN (a bare topic name would be looked up first).
         return {"sns:Publish"}
     raise KeyError(f"{call.where}: no IAM actions known for the AWS module {name}; add it here")
 
+
+# The deploy's Lambda modules (amazon.aws 10 sources). lambda: GetFunction to find it, then
+# CreateFunction (Publish) or UpdateFunctionConfiguration + UpdateFunctionCode (Publish),
+# the function_active/function_updated waiters (GetFunctionConfiguration), GetFunction for
+# the published version; publishing a version needs PublishVersion. lambda_execute waits the
+# same way, then Invoke. lambda_info's aliases query reads the configuration, then ListAliases.
+LAMBDA_MODULES = {
+    "lambda": {
+        "lambda:GetFunction",
+        "lambda:GetFunctionConfiguration",
+        "lambda:CreateFunction",
+        "lambda:UpdateFunctionConfiguration",
+        "lambda:UpdateFunctionCode",
+        "lambda:PublishVersion",
+    },
+    "lambda_alias": {"lambda:GetAlias", "lambda:CreateAlias", "lambda:UpdateAlias"},
+    "lambda_execute": {"lambda:GetFunctionConfiguration", "lambda:InvokeFunction"},
+    "lambda_info": {"lambda:GetFunctionConfiguration", "lambda:ListAliases"},
+    "lambda_layer": {"lambda:PublishLayerVersion"},
+    "lambda_layer_info": {"lambda:ListLayerVersions"},
+}
 
 # artifact_store's own module (roles/artifact_store/library/artifact_store_s3.py): every
 # write is a PutObject (conditional: If-None-Match / If-Match, one request, no multipart),
@@ -174,6 +205,7 @@ ARTIFACT_STORE_S3 = {
     "get": {"s3:GetObject"},
     "move_latest": {"s3:GetObject", "s3:PutObject"},
     "gc": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"},
+    "append": {"s3:GetObject", "s3:PutObject"},
 }
 
 
@@ -289,6 +321,8 @@ def recorded_action(request: dict) -> str | None:
             body = base64.b64decode(body).decode()
         action = parse_qs(body).get("Action", [""])[0]
         return None if service.group(1) == "sts" else f"{service.group(1)}:{action}"
+    if service and service.group(1) == "lambda":
+        return _lambda_action(request["method"], url.path)
     # S3, path style: /<bucket>[/<key>]
     parts = url.path.lstrip("/").split("/", 1)
     method = request["method"]
@@ -311,6 +345,36 @@ def recorded_action(request: dict) -> str | None:
         "PUT": "s3:CreateBucket",
         "DELETE": "s3:DeleteBucket",
     }[method]
+
+
+# Lambda's REST API: (method, path pattern) -> action, first match wins.
+LAMBDA_ROUTES = [
+    ("POST", r"/2015-03-31/functions/?", "lambda:CreateFunction"),
+    ("GET", r"/2015-03-31/functions/[^/]+/configuration", "lambda:GetFunctionConfiguration"),
+    ("PUT", r"/2015-03-31/functions/[^/]+/configuration", "lambda:UpdateFunctionConfiguration"),
+    ("PUT", r"/2015-03-31/functions/[^/]+/code", "lambda:UpdateFunctionCode"),
+    ("POST", r"/2015-03-31/functions/[^/]+/versions", "lambda:PublishVersion"),
+    ("GET", r"/2015-03-31/functions/[^/]+/versions", "lambda:ListVersionsByFunction"),
+    ("GET", r"/2015-03-31/functions/[^/]+/aliases", "lambda:ListAliases"),
+    ("POST", r"/2015-03-31/functions/[^/]+/aliases", "lambda:CreateAlias"),
+    ("GET", r"/2015-03-31/functions/[^/]+/aliases/[^/]+", "lambda:GetAlias"),
+    ("PUT", r"/2015-03-31/functions/[^/]+/aliases/[^/]+", "lambda:UpdateAlias"),
+    ("POST", r"/2015-03-31/functions/[^/]+/invocations", "lambda:InvokeFunction"),
+    ("GET", r"/2015-03-31/functions/[^/]+", "lambda:GetFunction"),
+    ("GET", r"/2017-03-31/tags/.+", "lambda:ListTags"),
+    ("POST", r"/2017-03-31/tags/.+", "lambda:TagResource"),
+    ("DELETE", r"/2017-03-31/tags/.+", "lambda:UntagResource"),
+    ("GET", r"/2018-10-31/layers/[^/]+/versions", "lambda:ListLayerVersions"),
+    ("POST", r"/2018-10-31/layers/[^/]+/versions", "lambda:PublishLayerVersion"),
+    ("GET", r"/2018-10-31/layers/[^/]+/versions/[0-9]+", "lambda:GetLayerVersion"),
+]
+
+
+def _lambda_action(method: str, path: str) -> str:
+    for verb, pattern, action in LAMBDA_ROUTES:
+        if verb == method and re.fullmatch(pattern, path):
+            return action
+    raise KeyError(f"no IAM action known for the Lambda call {method} {path}; add it here")
 
 
 def from_the_playbooks(request: dict) -> bool:

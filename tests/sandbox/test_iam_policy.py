@@ -164,3 +164,28 @@ def test_the_bucket_statements_hold_only_in_the_operators_own_account() -> None:
     for sid in ("UseTheReleaseBucket", "PublishAndRollBackReleases"):
         condition = _statement(sid)["Condition"]["StringEquals"]
         assert condition == {"aws:ResourceAccount": "${aws:PrincipalAccount}"}, sid
+
+
+def test_the_deploy_may_change_only_its_function_and_layer_and_pass_only_its_role() -> None:
+    """The Lambda statements name the deploy role's function and layer (a change there must
+    change the policy), and iam:PassRole covers one role, only towards Lambda."""
+    defaults = yaml.safe_load((REPO / "roles/deploy/defaults/main.yml").read_text())
+    function, layer = defaults["deploy_function_name"], defaults["deploy_layer_name"]
+    assert _statement("DeployTheFunction")["Resource"] == [
+        f"arn:aws:lambda:*:*:function:{function}",
+        f"arn:aws:lambda:*:*:function:{function}:*",
+    ]
+    assert _statement("PublishTheLayer")["Resource"] == f"arn:aws:lambda:*:*:layer:{layer}"
+    assert _statement("AttachTheLayer")["Resource"] == f"arn:aws:lambda:*:*:layer:{layer}:*"
+    passing = [
+        s for s in json.loads(POLICY.read_text())["Statement"] if "iam:PassRole" in s["Action"]
+    ]
+    assert passing == [_statement("PassOnlyTheExecutionRoleToLambda")]
+    assert passing[0]["Resource"] == f"arn:aws:iam::*:role/{function}"
+    assert passing[0]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}
+    }
+    lambda_actions = {a for a in policy_actions() if a.startswith("lambda:")}
+    assert lambda_actions == set().union(
+        *(actions_of(c) for c in aws_calls() if c.module.startswith("lambda"))
+    ) - {"iam:PassRole"}

@@ -126,6 +126,7 @@ def test_release_publishes_a_package_verified_on_a_clean_host(
                 "manifest.json",
                 "package-test.xml",
                 "lambda-runtime.xml",
+                "lambda-runtime.json",
             )
         ]
         + ["releases/latest.json"]

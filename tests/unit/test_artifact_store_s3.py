@@ -189,3 +189,21 @@ def test_gc_removes_only_layers_no_recent_release_uses_and_only_when_told(store)
 def test_gc_needs_the_lock(store) -> None:
     with pytest.raises(s3mod.Refused, match="no longer holds the lock"):
         store.gc("gc-2", keep=1, apply=True)
+
+
+def test_appends_from_many_writers_at_once_lose_no_line(store) -> None:
+    """A deploy's record (deploys.jsonl) grows by conditional puts: 8 writers at once, each
+    line kept exactly once, no lock needed."""
+    key = "releases/v1/deploys.jsonl"
+
+    def add(i: int) -> None:
+        store.append(key, {"deploy": i})
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = store.read(key)[0].decode().splitlines()
+    assert sorted(json.loads(line)["deploy"] for line in lines) == list(range(8))
+    assert store.append(key, {"deploy": 8})["lines"] == 9

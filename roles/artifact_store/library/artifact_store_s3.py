@@ -17,6 +17,9 @@ Every write here is conditional, so that two runs can never both believe they wr
   manifest names; an expired run's intents are rolled back by the run that takes its lock.
 - ``latest.json`` moves with ``If-Match`` on the ETag that was read, and never to a
   release created before the one it names.
+- A log next to a release (``append``: a deploy's record in ``deploys.jsonl``) grows by
+  a put ``If-Match`` on the ETag read (``If-None-Match: *`` for the first line), read and
+  tried again when another writer came first: no line is lost, none needs the lock.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ options:
   action:
     type: str
     required: true
-    choices: [lock, release, put, get, move_latest, gc]
+    choices: [lock, release, put, get, move_latest, gc, append]
     description: What to do.
   bucket: {type: str, required: true, description: The release bucket.}
   prefix:
@@ -64,6 +67,7 @@ options:
   ttl_minutes: {type: int, default: 60, description: Minutes the lock lasts without a write.}
   rollback: {type: bool, default: false, description: release removes what the run wrote first.}
   pointer: {type: dict, description: Body of latest.json (move_latest).}
+  line: {type: dict, description: JSON object appended as one line to key (append).}
   keep: {type: int, default: 5, description: gc keeps the layers of this many newest releases.}
   apply: {type: bool, default: false, description: gc removes (else only lists) unused layers.}
   encryption: {type: str, default: AES256, description: Server-side encryption, or none.}
@@ -138,6 +142,20 @@ class Store:
         else:
             args["IfNoneMatch"] = "*"
         return self.client.put_object(**args)["ETag"]
+
+    def append(self, key: str, line: dict, attempts: int = 20) -> dict:
+        """Add one JSON line to the object ``key`` (created by the first line)."""
+        text = json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n"
+        for _ in range(attempts):
+            body, etag, metadata = self.read(key)
+            try:
+                self.write(key, (body or b"") + text.encode(), if_match=etag, metadata=metadata)
+            except ClientError as error:
+                if _precondition_failed(error):
+                    continue  # another writer came first: read its line, then add ours
+                raise
+            return {"changed": True, "key": key, "lines": (body or b"").count(b"\n") + 1}
+        raise Refused(f"s3://{self.bucket}/{key} kept changing: {attempts} appends failed")
 
     def keys(self, prefix: str) -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -378,6 +396,7 @@ def main() -> None:
             "keep": {"type": "int", "default": 5},
             "apply": {"type": "bool", "default": False},
             "pointer": {"type": "dict"},
+            "line": {"type": "dict"},
             "encryption": {"type": "str", "default": "AES256"},
             "endpoint_url": {"type": "str"},
             "access_key": {"type": "str", "no_log": True},
@@ -391,6 +410,7 @@ def main() -> None:
             ("action", "get", ["key"]),
             ("action", "move_latest", ["run_id", "pointer"]),
             ("action", "gc", ["run_id"]),
+            ("action", "append", ["key", "line"]),
         ],
         mutually_exclusive=[("src", "content")],
     )
@@ -453,6 +473,7 @@ ACTIONS = {
     "get": _get,
     "move_latest": lambda store, params: store.move_latest(params["run_id"], params["pointer"]),
     "gc": lambda store, params: store.gc(params["run_id"], params["keep"], params["apply"]),
+    "append": lambda store, params: store.append(params["key"], params["line"]),
 }
 
 

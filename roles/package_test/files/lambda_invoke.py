@@ -21,7 +21,8 @@ JSON string); ``json_subset`` reads the answer itself; numbers match within ``ab
 
 Outputs: a JUnit XML file (one testcase per case; system-out holds the path the client
 posted to and the body it posted), a JSON report (python version, init time, first
-invocation time, peak RSS of the client, the cases) and a last stdout line
+invocation time, peak RSS of the client, the cases: each with its event and what the client
+posted, the record a deploy's smoke test compares with) and a last stdout line
 ``N passed, M failed``.
 
 Exit status: 0 every case passed; 1 a case failed; 2 bad arguments or events file;
@@ -691,6 +692,10 @@ class CaseResult:
     seconds: float | None = None
     message: str | None = None
     error: bool = False  # the client failed (JUnit <error>), not the expectation
+    # The event handed out, and what the client posted ("response"/"error"): with body, the
+    # record a deploy's smoke test compares the deployed function's answers with.
+    event: Any = None
+    kind: str | None = None
 
 
 @dataclass
@@ -743,6 +748,8 @@ def _case_result(case: Case, invocation: Invocation) -> CaseResult:
         body=invocation.body.decode("utf-8", "replace"),
         seconds=None if invocation.seconds is None else round(invocation.seconds, 6),
         message=message,
+        event=case.event,
+        kind=invocation.kind,
     )
 
 
@@ -830,6 +837,8 @@ def report_json(result: RunResult) -> dict[str, Any]:
             {
                 "name": case.name,
                 "passed": case.passed,
+                "event": case.event,
+                "kind": case.kind,
                 "posted_to": case.posted_to,
                 "body": case.body,
                 "seconds": case.seconds,

@@ -1,0 +1,143 @@
+"""Filters of the deploy role: the smoke test's events and the answers it expects."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+
+def _close(expected: Any, actual: Any, tol: float, where: str) -> list[str]:
+    """Where ``actual`` differs from ``expected``: equal JSON, numbers within ``tol``."""
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return [] if expected is actual else [f"{where}: expected {expected!r}, got {actual!r}"]
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        if math.isclose(expected, actual, rel_tol=0, abs_tol=tol):
+            return []
+        return [f"{where}: expected {expected!r}, got {actual!r}"]
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        problems = []
+        for key in sorted(set(expected) | set(actual)):
+            if key not in actual:
+                problems.append(f"{where}.{key}: missing")
+            elif key not in expected:
+                problems.append(f"{where}.{key}: not in the recorded answer")
+            else:
+                problems += _close(expected[key], actual[key], tol, f"{where}.{key}")
+        return problems
+    if isinstance(expected, list) and isinstance(actual, list):
+        if len(expected) != len(actual):
+            return [f"{where}: expected {len(expected)} items, got {len(actual)}"]
+        return [
+            p
+            for i, (e, a) in enumerate(zip(expected, actual))
+            for p in _close(e, a, tol, f"{where}[{i}]")
+        ]
+    return [] if expected == actual else [f"{where}: expected {expected!r}, got {actual!r}"]
+
+
+def _decoded(answer: Any) -> Any:
+    """An API Gateway proxy answer with its JSON body parsed (compared as data, not text)."""
+    if isinstance(answer, dict) and isinstance(answer.get("body"), str):
+        try:
+            return {**answer, "body": json.loads(answer["body"])}
+        except ValueError:
+            return answer
+    return answer
+
+
+def deploy_recorded_cases(report: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    """The clean-host test's record (lambda-runtime.json) of each named case: its event and
+    the answer the verified package gave, which the deployed function must give again."""
+    recorded = {case.get("name"): case for case in report.get("cases", [])}
+    cases = []
+    for name in names:
+        case = recorded.get(name)
+        if case is None:
+            raise ValueError(
+                f"deploy_smoke_cases names {name!r}, which the release's clean-host test did "
+                f"not run (it ran: {', '.join(sorted(map(str, recorded)))})"
+            )
+        if not case.get("passed") or case.get("kind") != "response" or "event" not in case:
+            raise ValueError(
+                f"the release's clean-host test has no passed answer with its event for {name!r}"
+            )
+        cases.append({"name": name, "event": case["event"], "answer": json.loads(case["body"])})
+    return cases
+
+
+def deploy_answer_problems(expected: Any, actual: Any, tol: float = 1e-9) -> str:
+    """Why the deployed function's answer is not the recorded one ('' when it is)."""
+    return "; ".join(_close(_decoded(expected), _decoded(actual), tol, "$"))
+
+
+def deploy_invoke_problems(results: list[dict[str, Any]], tol: float = 1e-9) -> list[dict]:
+    """The smoke events whose invocation (amazon.aws.lambda_execute, looped over the smoke
+    cases) failed or answered otherwise than the clean host: [{name, problem}]."""
+    failures = []
+    for result in results:
+        case = result["item"]
+        if result.get("failed"):
+            problem = f"the invocation failed: {result.get('msg', 'no message')}"
+        else:
+            output = (result.get("result") or {}).get("output")
+            problem = deploy_answer_problems(case["answer"], output, tol)
+        if problem:
+            failures.append({"name": case["name"], "problem": problem})
+    return failures
+
+
+def deploy_report_problems(cases: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The failed cases of the runtime client stand-in's report (lambda_invoke.py)."""
+    return [
+        {"name": case["name"], "problem": case.get("message") or "failed"}
+        for case in cases
+        if not case.get("passed")
+    ]
+
+
+def deploy_env_args(environment: dict[str, Any]) -> list[str]:
+    """The function's environment as the stand-in's --env KEY=VALUE arguments."""
+    return [
+        arg for key, value in sorted(environment.items()) for arg in ("--env", f"{key}={value}")
+    ]
+
+
+def deploy_invoke_events(cases: list[dict[str, Any]], tol: float = 1e-9) -> list[dict[str, Any]]:
+    """The smoke cases as the runtime client stand-in's events file (lambda_invoke.py): the
+    recorded answer is the expectation (a proxy answer's body compared as JSON)."""
+    events = []
+    for case in cases:
+        answer = case["answer"]
+        if isinstance(answer, dict) and isinstance(answer.get("body"), str):
+            expect = {
+                "kind": "response",
+                "status_code": answer.get("statusCode"),
+                "body_json_subset": json.loads(answer["body"]),
+                "abs_tol": tol,
+            }
+        else:
+            expect = {"kind": "response", "json_subset": answer, "abs_tol": tol}
+        events.append({"name": case["name"], "event": case["event"], "expect": expect})
+    return events
+
+
+def deploy_code_sha256(hex_digest: str) -> str:
+    """A sha256 as Lambda's CodeSha256 writes it: the digest in base64."""
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+class FilterModule:
+    """Ansible entry point."""
+
+    def filters(self) -> dict:
+        return {
+            "deploy_recorded_cases": deploy_recorded_cases,
+            "deploy_answer_problems": deploy_answer_problems,
+            "deploy_invoke_events": deploy_invoke_events,
+            "deploy_invoke_problems": deploy_invoke_problems,
+            "deploy_report_problems": deploy_report_problems,
+            "deploy_env_args": deploy_env_args,
+            "deploy_code_sha256": deploy_code_sha256,
+        }
