@@ -66,7 +66,7 @@ import uuid
 import zipfile
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -541,7 +541,8 @@ class Front:
             if self._stopping:
                 raise FrontError("the front is stopping")
             active = self.dispatcher.active
-            if active is not None and active.spec == spec:
+            # The same bytes and settings, wherever the zip lies now: nothing to change.
+            if active is not None and replace(active.spec, package=spec.package) == spec:
                 return {**self.state(), "changed": False}
             try:
                 generation = self._start_generation(spec)
