@@ -454,6 +454,26 @@ class Front:
             unpack(Path(spec.package), task)
         return task
 
+    def container_command(self, name: str, generation: Generation, runtime: Path,
+                          env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The command that runs one environment's runtime client, and its own environment
+        (podman's: the client's variables go in with -e)."""
+        spec = generation.spec
+        command = [
+            "podman", "run", "--rm", "--init", "--pull", "never", "--name", name,
+            "--label", f"{ID_LABEL}={self.id}", "--label", f"{VERSION_LABEL}={spec.version}",
+            "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,mode=1777,size=512m",
+            f"--memory={spec.memory}", f"--memory-swap={spec.memory}", "--network", "host",
+            "--user", NOBODY, "--workdir", TASK_ROOT, "--stop-timeout", "1",
+            "-v", f"{generation.task_dir}:{TASK_ROOT}:ro", "-v", f"{runtime}:{RUNTIME_DIR}:ro",
+            *[arg for key, value in sorted(env.items()) for arg in ("-e", f"{key}={value}")],
+            spec.image, spec.python, "-m", "awslambdaric", spec.handler,
+        ]
+        return command, dict(os.environ)
+
+    def remove_container(self, name: str) -> None:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=False)
+
     def _environment(self, generation: Generation, index: int, runtime: Path) -> Environment:
         spec = generation.spec
         name = f"{self.id}-g{generation.number}-{index}-{uuid.uuid4().hex[:6]}"
@@ -469,17 +489,8 @@ class Front:
                  "AWS_LAMBDA_FUNCTION_VERSION": spec.version},
         )
         env = li.lambda_environment(settings, minor.group(1) if minor else "3", server.address)
-        command = [
-            "podman", "run", "--rm", "--init", "--pull", "never", "--name", name,
-            "--label", f"{ID_LABEL}={self.id}", "--label", f"{VERSION_LABEL}={spec.version}",
-            "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,mode=1777,size=512m",
-            f"--memory={spec.memory}", f"--memory-swap={spec.memory}", "--network", "host",
-            "--user", NOBODY, "--workdir", TASK_ROOT, "--stop-timeout", "1",
-            "-v", f"{generation.task_dir}:{TASK_ROOT}:ro", "-v", f"{runtime}:{RUNTIME_DIR}:ro",
-            *[arg for key, value in sorted(env.items()) for arg in ("-e", f"{key}={value}")],
-            spec.image, spec.python, "-m", "awslambdaric", spec.handler,
-        ]
-        client = li.Client(command, dict(os.environ), str(self.state_dir))
+        command, client_env = self.container_command(name, generation, runtime, env)
+        client = li.Client(command, client_env, str(self.state_dir))
         server.start()
         try:
             client.start()
@@ -489,8 +500,7 @@ class Front:
         return Environment(name, api, server, client)
 
     def _stop_environment(self, env: Environment) -> None:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", env.name], capture_output=True,
-                       check=False)
+        self.remove_container(env.name)
         env.client.stop()
         env.server.stop()
 
