@@ -857,12 +857,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> dict[str, Any]:
     state_dir = Path(args.state_dir)
     state = read_state(state_dir)
-    changed = False
     if front_alive(state):
         if state.get("port") == args.port:
             return {**state, "changed": False}
+        # Another port: the front there stops (with its environments) before this one starts.
         cmd_stop(argparse.Namespace(state_dir=args.state_dir, id=None, keep_dir=True))
-        changed = True
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)
     read_end, write_end = os.pipe()
@@ -965,7 +964,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         sub = commands.add_parser(name)
         sub.add_argument("--state-dir", required=True)
         if name in ("serve", "start", "stop"):
-            sub.add_argument("--id", help="label value of the containers (default r-lambda-fn-PORT)")
+            sub.add_argument("--id", help="containers' label value (default r-lambda-fn-PORT)")
         if name in ("serve", "start"):
             sub.add_argument("--port", type=int, required=True)
         if name == "serve":
