@@ -6,11 +6,13 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 R_WAIT ?= 0
 
-.PHONY: help bootstrap release lint test test-unit test-integration test-sandbox test-platforms molecule bench clean stop-s3
+.PHONY: help bootstrap release deploy undeploy lint test test-unit test-integration test-sandbox test-platforms molecule bench clean stop-s3
 
 help:
 	@echo "make release   build, publish and verify a release on the local platform"
 	@echo "make test      lint, unit and handler tests, local release tests, Molecule scenarios"
+	@echo "make deploy    serve the latest verified release on http://127.0.0.1:9000/ (again: swap to the newest)"
+	@echo "make undeploy  stop the local function"
 	@echo "make lint      ansible-lint (production), yamllint, ruff"
 	@echo "make bench     package and release figures against their targets (dist/bench.json)"
 	@echo "make stop-s3   stop the local SeaweedFS (data is kept under .state/)"
@@ -20,6 +22,13 @@ bootstrap:
 
 release: bootstrap
 	$(BIN)/ansible-playbook playbooks/release.yml $(ARGS)
+
+# The latest verified release as a local function (playbooks/deploy.yml, role local_function).
+deploy: bootstrap
+	$(BIN)/ansible-playbook playbooks/deploy.yml $(ARGS)
+
+undeploy: bootstrap
+	$(BIN)/ansible-playbook playbooks/deploy.yml -e local_function_state=absent $(ARGS)
 
 lint: bootstrap
 	$(BIN)/yamllint -s .

@@ -16,6 +16,12 @@ Runs, on the local platform:
    (handler/bench_predict.py with Lambda's environment), and the project's handler warm
    with each kind of admission model (tests/handler/fit_models.R: the 2017 model, factor
    or numeric rank, other links, interactions...), the path each takes (direct or predict).
+4. the local endpoint (role local_function's front, files/local_function.py): the project's
+   package served on 127.0.0.1 by LOCAL_ENVIRONMENTS environments of the same stand-in,
+   1,000 single requests and 100 batches of 100 applicants sent through it as HTTP
+   requests (as many at once as there are environments): requests per second, p50 and
+   p99 latency, errors (`local_endpoint`; `--local-endpoint-only` measures only this, for
+   the latest release's zip, and updates an existing dist/bench.json).
 Writes dist/bench.json and prints a table of each figure against its target. Figures
 are recorded, never asserted: a missed target is reported, not failed.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
 import json
 import os
 import platform
@@ -32,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable
@@ -65,6 +73,10 @@ MODEL_KINDS = ("2017", "factor_in_formula", "numeric_rank", "reordered", "probit
                "poly", "offset", "ordered_rank")
 COLD_STARTS = 5
 MB = 1024 * 1024
+LOCAL_FUNCTION = REPO / "roles" / "local_function" / "files" / "local_function.py"
+LOCAL_ENVIRONMENTS = 2  # local_function_environments' default
+LOCAL_PORT = 9051  # not 9000: `make deploy` may serve there meanwhile
+SINGLE_REQUESTS, BATCHES, BATCH_SIZE = 1000, 100, 100
 
 
 @dataclass(frozen=True)
@@ -340,6 +352,127 @@ def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: 
                 sh("podman", "rm", "-f", "-t", "0", name, check=False)
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``values`` (not empty)."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * fraction // 1))
+    return ordered[int(rank) - 1]
+
+
+def endpoint_figures(latencies: list[float], wall_s: float, errors: int) -> dict:
+    """Requests per second, p50 and p99 latency (ms) and errors of one series."""
+    return {
+        "requests": len(latencies) + errors,
+        "errors": errors,
+        "rps": round(len(latencies) / wall_s, 1) if wall_s > 0 else None,
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 3) if latencies else None,
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 3) if latencies else None,
+        "wall_s": round(wall_s, 3),
+    }
+
+
+def send_series(port: int, bodies: list[bytes], concurrency: int) -> dict:
+    """POST each body once, ``concurrency`` keep-alive connections at a time; an answer
+    other than 200 with the expected JSON, or none, is an error."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    pending = iter(range(len(bodies)))
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while True:
+            with lock:
+                index = next(pending, None)
+            if index is None:
+                break
+            started = time.perf_counter()
+            try:
+                conn.request("POST", "/", bodies[index], {"Content-Type": "application/json"})
+                answer = conn.getresponse()
+                data = json.loads(answer.read())
+                ok = answer.status == 200 and ("probability" in data or "results" in data)
+                problem = None if ok else f"{answer.status}: {str(data)[:200]}"
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                conn.close()
+                problem = repr(exc)
+            with lock:
+                if problem is None:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors.append(problem)
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    figures = endpoint_figures(latencies, time.perf_counter() - started, len(errors))
+    if errors:
+        figures["first_errors"] = errors[:3]
+    return figures
+
+
+def local_endpoint(zip_path: Path, version: str, python_version: str) -> dict:
+    """The package behind the local endpoint (role local_function's front, started and
+    stopped here in a state folder of its own): single requests, then batches."""
+    with tempfile.TemporaryDirectory(prefix="r-lambda-bench-fn-") as state:
+        wheels = awslambdaric_wheels(python_version)[0].parent
+        tool = [sys.executable, str(LOCAL_FUNCTION)]
+        try:
+            sh(*tool, "start", "--state-dir", state, "--port", str(LOCAL_PORT))
+            sh(*tool, "deploy", "--state-dir", state, "--package", str(zip_path),
+               "--version", version, "--environments", str(LOCAL_ENVIRONMENTS),
+               "--image", TEST_IMAGE, "--python", f"python{python_version}",
+               "--memory", MEMORY, "--wheels", str(wheels))
+            applicants = [{"gre": 200 + (i * 7) % 601, "gpa": round((i % 41) / 10, 1),
+                           "rank": 1 + i % 4} for i in range(SINGLE_REQUESTS)]
+            singles = [json.dumps(a).encode() for a in applicants]
+            batches = [json.dumps({"applicants": [applicants[(b * BATCH_SIZE + i) % len(applicants)]
+                                                  for i in range(BATCH_SIZE)]}).encode()
+                       for b in range(BATCHES)]
+            send_series(LOCAL_PORT, singles[:20], LOCAL_ENVIRONMENTS)  # every environment warm
+            log(f"local endpoint: {SINGLE_REQUESTS} single requests, {BATCHES} batches of "
+                f"{BATCH_SIZE}, {LOCAL_ENVIRONMENTS} at a time")
+            return {
+                "environments": LOCAL_ENVIRONMENTS,
+                "concurrency": LOCAL_ENVIRONMENTS,
+                "memory": MEMORY,
+                "single": send_series(LOCAL_PORT, singles, LOCAL_ENVIRONMENTS),
+                f"batch_{BATCH_SIZE}": send_series(LOCAL_PORT, batches, LOCAL_ENVIRONMENTS),
+            }
+        finally:
+            sh(*tool, "stop", "--state-dir", state, "--id", f"r-lambda-fn-{LOCAL_PORT}",
+               check=False)
+
+
+def local_endpoint_table(figures: dict) -> str:
+    lines = [f"{'local endpoint':<18} {'rps':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}"]
+    for key in ("single", f"batch_{BATCH_SIZE}"):
+        row = figures.get(key) or {}
+        lines.append(f"{key:<18} {row.get('rps')!s:>8} {row.get('p50_ms')!s:>9} "
+                     f"{row.get('p99_ms')!s:>9} {row.get('errors')!s:>7}")
+    return "\n".join(lines)
+
+
+def local_endpoint_only() -> int:
+    """Measure the local endpoint for the latest release's zip; merge into dist/bench.json."""
+    manifest = json.loads((DIST / "release.json").read_text())
+    zip_path = next((p for p in (DIST / "latest" / "admission.zip", DIST / "admission.zip")
+                     if p.is_file()), None)
+    if zip_path is None:
+        raise SystemExit("bench: no dist/latest/admission.zip: run `make release` first")
+    bench = DIST / "bench.json"
+    figures = json.loads(bench.read_text()) if bench.exists() else {}
+    figures["local_endpoint"] = local_endpoint(zip_path, manifest["version"],
+                                               manifest["python_version"])
+    bench.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    print(local_endpoint_table(figures["local_endpoint"]))
+    return 0
+
+
 def target_bound(key: str, figures: dict) -> float | None:
     """The largest value of the figure that meets its target; None when a figure it
     depends on (the baseline's) was not measured."""
@@ -401,7 +534,11 @@ def main() -> int:
                         help="keep cached images, wheels, R and Python builds "
                              "(no cold release figure)")
     parser.add_argument("--bucket", default="r-lambda-bench")
+    parser.add_argument("--local-endpoint-only", action="store_true",
+                        help="only measure the local endpoint, for the latest release's zip")
     args = parser.parse_args()
+    if args.local_endpoint_only:
+        return local_endpoint_only()
 
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
@@ -424,6 +561,8 @@ def main() -> int:
                                     manifest["python_version"])
     figures.update(stand_in_figures(measured))
     figures["model_kinds"] = measured["model_kinds"]
+    figures["local_endpoint"] = local_endpoint(project_zip, manifest["version"],
+                                               manifest["python_version"])
     figures["targets"] = {
         key: {"target": target.text, "bound": target_bound(key, figures),
               "met": target_met(key, figures)}
@@ -460,6 +599,7 @@ def main() -> int:
     (DIST / "bench.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     print(table(figures))
     print(model_kinds_table(figures["model_kinds"]))
+    print(local_endpoint_table(figures["local_endpoint"]))
     for prefix, label in (("", "project"), ("baseline_", "baseline")):
         error = figures.get(f"{prefix}stand_in_error")
         if error:

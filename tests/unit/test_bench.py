@@ -248,3 +248,11 @@ def test_the_zip_bound_is_the_smaller_of_its_two_limits() -> None:
     assert run.target_bound("zip_bytes", {"baseline_zip_bytes": 50_000_000}) == 10_000_000
     assert run.target_bound("zip_bytes", {"baseline_zip_bytes": 30_000_000}) == 7_500_000
     assert run.target_bound("zip_bytes", {}) is None
+
+
+def test_local_endpoint_figures_are_nearest_rank_percentiles_and_rps() -> None:
+    latencies = [i / 1000 for i in range(1, 101)]  # 1 ms .. 100 ms
+    figures = run.endpoint_figures(latencies, wall_s=2.0, errors=1)
+    assert figures == {"requests": 101, "errors": 1, "rps": 50.0, "p50_ms": 50.0,
+                       "p99_ms": 99.0, "wall_s": 2.0}
+    assert run.percentile([0.3], 0.99) == 0.3
