@@ -28,7 +28,7 @@ deploy: bootstrap
 	$(BIN)/ansible-playbook playbooks/deploy.yml $(ARGS)
 
 undeploy: bootstrap
-	$(BIN)/ansible-playbook playbooks/deploy.yml -e local_function_state=absent $(ARGS)
+	$(BIN)/ansible-playbook playbooks/deploy.yml -e deploy_state=absent $(ARGS)
 
 lint: bootstrap
 	$(BIN)/yamllint -s .

@@ -11,7 +11,12 @@ import hashlib
 import io
 import json
 import signal
+import socket
 import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -529,3 +534,130 @@ def test_a_release_serves_the_2017_procedures_own_model(
     assert "the release serves a model not trained on the project's UCLA data" in report
     runtime = manifest["tests"]["runtime_client"]
     assert (runtime["passed"], runtime["failed"]) == (5, 0)
+
+
+# --- Deploy on the local platform: make deploy (playbooks/deploy.yml, role local_function) ---
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _post(url: str, payload: object) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, dict(answer.headers), json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
+@pytest.fixture(scope="module")
+def local_deploy(bucket: str, first_release: dict, overlapping_releases: dict, tmp_path_factory):
+    """The first release deployed as a local function on a port of its own, curl-style
+    requests, then a redeploy of the newest release (B of overlapping_releases) while a
+    client keeps sending requests, then make undeploy."""
+    port, state = _free_port(), tmp_path_factory.mktemp("local-function")
+    first = json.loads(first_release["manifest"])["version"]
+    common = (
+        "-e",
+        f"release_bucket={bucket}",
+        "-e",
+        f"local_function_port={port}",
+        "-e",
+        f"local_function_state_dir={state}",
+    )
+    url = f"http://127.0.0.1:{port}/"
+    seen: dict = {"url": url, "first": first}
+    seen["deploy"] = run_playbook(
+        "playbooks/deploy.yml", *common, "-e", f"deploy_version={first}", name="deploy-local"
+    )
+    if seen["deploy"].returncode != 0:
+        return seen
+    seen["good"] = _post(url, {"gre": 800, "gpa": 4, "rank": 1})
+    seen["bad"] = _post(url, {"gre": 800, "gpa": 4, "rank": 7})
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                status, headers, _ = _post(url, {"gre": 700, "gpa": 3.5, "rank": 2})
+                answers.append((status, headers.get("X-Function-Version", "")))
+            except OSError as error:  # a refused or dropped connection is a failed request
+                answers.append((0, str(error)))
+
+    client = threading.Thread(target=load)
+    client.start()
+    try:
+        seen["redeploy"] = run_playbook("playbooks/deploy.yml", *common, name="redeploy-local")
+        time.sleep(2)  # a few requests served by the new release
+    finally:
+        stop.set()
+        client.join(timeout=60)
+    seen["answers"] = answers
+    seen["newest"] = read_json(s3_client(), bucket, "releases/latest.json")["version"]
+    seen["undeploy"] = run_playbook(
+        "playbooks/deploy.yml", *common, "-e", "deploy_state=absent", name="undeploy-local"
+    )
+    with socket.socket() as sock:
+        seen["port_open_after"] = sock.connect_ex(("127.0.0.1", port)) == 0
+    return seen
+
+
+def test_make_deploy_serves_the_verified_release_on_a_local_http_endpoint(
+    bucket: str, local_deploy: dict
+) -> None:
+    local_deploy["deploy"].check()
+    manifest = read_json(s3_client(), bucket, f"releases/{local_deploy['first']}/manifest.json")
+    status, headers, body = local_deploy["good"]
+    assert status == 200 and headers["X-Function-Version"] == local_deploy["first"]
+    assert body["result"] is True and 0.5 < body["probability"] < 1
+    status, _, body = local_deploy["bad"]
+    assert status == 400 and body["field"] == "rank" and body["error"] == "BadRequest"
+    # The smoke events ran in the stand-in before the local function took a request.
+    assert "smoke-standin | Invoke the deployed bytes" in local_deploy["deploy"].output
+    lines = (
+        s3_client()
+        .get_object(Bucket=bucket, Key=f"releases/{local_deploy['first']}/deploys.jsonl")["Body"]
+        .read()
+        .decode()
+        .splitlines()
+    )
+    record = json.loads(lines[0])
+    assert record["endpoint"] == local_deploy["url"] and record["platform"] == "local"
+    assert record["code_sha256"] == manifest["zip"]["sha256"]
+
+
+def test_a_redeploy_under_load_drops_no_request_and_make_undeploy_stops_it(
+    local_deploy: dict,
+) -> None:
+    local_deploy["redeploy"].check()
+    answers = local_deploy["answers"]
+    assert len(answers) > 20
+    assert [a for a in answers if a[0] != 200] == []
+    versions = [version for _, version in answers]
+    assert versions[0] == local_deploy["first"] and versions[-1] == local_deploy["newest"]
+    record = json.loads((REPO / "dist" / "deploy.json").read_text())
+    assert record["release"] == local_deploy["newest"]
+    local_deploy["undeploy"].check()
+    assert not local_deploy["port_open_after"]
+    functions = subprocess.run(
+        [
+            "podman",
+            "ps",
+            "-a",
+            "--filter",
+            "label=r-lambda.local_function",
+            "--format",
+            "{{.Names}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert functions == []

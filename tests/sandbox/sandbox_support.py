@@ -197,12 +197,13 @@ class Sandbox:
     ) -> Run:
         return self.start(playbook, *extra, name=name, env=env).wait()
 
-    def set_up_bucket(self, bucket: str) -> Run:
+    def set_up_bucket(self, bucket: str, *extra: str) -> Run:
         """The bucket's one-time set-up (playbooks/bucket.yml), as its administrator."""
         return self.playbook(
             "playbooks/bucket.yml",
             "-e",
             f"release_bucket={bucket}",
+            *extra,
             name=f"bucket-{bucket}",
             env={**self.env, "AWS_ACCESS_KEY_ID": BUCKET_ADMIN_KEY},
         ).check()

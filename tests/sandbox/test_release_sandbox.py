@@ -9,6 +9,7 @@ Last, every AWS call the moto server recorded from the playbooks must be in the 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -18,6 +19,7 @@ import subprocess
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from iam_support import (
@@ -78,7 +80,7 @@ def release_bucket(sandbox: Sandbox) -> str:
     return BUCKET
 
 
-def test_the_bucket_is_set_up_by_its_administrator_private_versioned_encrypted_tls_only(
+def test_the_bucket_is_set_up_by_its_administrator_private_versioned_encrypted(
     sandbox: Sandbox, release_bucket: str
 ) -> None:
     s3 = sandbox.client("s3")
@@ -89,13 +91,23 @@ def test_the_bucket_is_set_up_by_its_administrator_private_versioned_encrypted_t
     assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
     [rule] = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    [deny] = json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])["Statement"]
-    assert deny["Effect"] == "Deny" and deny["Action"] == "s3:*"
-    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert sorted(deny["Resource"]) == [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]
     # Run again, it changes nothing.
     again = sandbox.set_up_bucket(BUCKET)
     assert re.search(r"localhost\s*: ok=\d+\s+changed=0", again.output), again.log
+
+
+def test_a_tls_only_bucket_refuses_plain_http(sandbox: Sandbox) -> None:
+    """The set-up's default on AWS (inventory/sandbox turns it off: moto speaks plain HTTP
+    and enforces bucket policies, so it shows the policy at work)."""
+    bucket = "r-lambda-tls-only"
+    sandbox.set_up_bucket(bucket, "-e", "artifact_store_tls_only=true")
+    s3 = sandbox.client("s3")
+    [deny] = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Action"] == "s3:*"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert sorted(deny["Resource"]) == [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
+    with pytest.raises(s3.exceptions.ClientError, match=r"Forbidden|AccessDenied"):
+        s3.put_object(Bucket=bucket, Key="releases/x/admission.zip", Body=b"zip")
 
 
 @pytest.fixture(scope="module")
@@ -409,12 +421,9 @@ def test_a_failed_stage_leaves_nothing_behind_and_publishes_nothing(
         assert changed(run.output, "security_group | Admit SSH from the operator's CIDR only")
 
 
-def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exactly(
-    sandbox: Sandbox, first_release: Run
-) -> None:
-    """An operator's model with splines::ns() (tests/handler/fit_models.R): the build host
-    finds that predicting loads splines and adds it to the package's R library; the clean
-    host (no R) predicts it bitwise as the package's R predict() does, on the predict path."""
+@pytest.fixture(scope="module")
+def spline_release(sandbox: Sandbox, first_release: Run) -> tuple[Run, Path]:
+    """A release of an operator's model with splines::ns() (tests/handler/fit_models.R)."""
     subprocess.run(
         [
             "Rscript",
@@ -436,6 +445,16 @@ def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exact
         name="release-spline-model",
     )
     sandbox.timings["release-spline-model"] = run.seconds
+    return run, model
+
+
+def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exactly(
+    sandbox: Sandbox, spline_release: tuple[Run, Path]
+) -> None:
+    """The build host finds that predicting the spline model loads splines and adds it to the
+    package's R library; the clean host (no R) predicts it bitwise as the package's R
+    predict() does, on the predict path."""
+    run, model = spline_release
     run.check()
     assert sandbox.leftovers(run) == NOTHING_LEFT
     manifest = read_json(sandbox, BUCKET, "releases/sbx-spline/manifest.json")
@@ -452,6 +471,195 @@ def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exact
     body = sandbox.client("s3").get_object(Bucket=BUCKET, Key=manifest["zip"]["key"])["Body"].read()
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert "R/library/splines/NAMESPACE" in archive.namelist()
+
+
+# --- Deploy (playbooks/deploy.yml) against moto's Lambda API --------------------------
+
+FUNCTION = "r-lambda-admission"
+EXECUTION_ROLE = "r-lambda-admission"
+
+
+@pytest.fixture(scope="module")
+def execution_role(sandbox: Sandbox) -> str:
+    """The function's execution role, made as an account's administrator would (the project
+    never creates IAM roles); moto refuses a function whose role does not exist."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    role = sandbox.client("iam").create_role(
+        RoleName=EXECUTION_ROLE, AssumeRolePolicyDocument=json.dumps(trust)
+    )
+    return role["Role"]["Arn"]
+
+
+def deploy(sandbox: Sandbox, role: str, *extra: str, name: str) -> Run:
+    run = sandbox.playbook(
+        "playbooks/deploy.yml",
+        "-e",
+        f"deploy_role_arn={role}",
+        "-e",
+        f"deploy_dist_dir={sandbox.workdir / 'deploy-dist'}",
+        "-e",
+        f"deploy_state_dir={sandbox.workdir / 'deploy-state'}",
+        *extra,
+        name=f"deploy-{name}",
+    )
+    sandbox.timings[f"deploy-{name}"] = run.seconds
+    return run
+
+
+def alias_version(sandbox: Sandbox) -> str | None:
+    try:
+        return sandbox.client("lambda").get_alias(FunctionName=FUNCTION, Name="live")[
+            "FunctionVersion"
+        ]
+    except sandbox.client("lambda").exceptions.ResourceNotFoundException:
+        return None
+
+
+def deploys_of(sandbox: Sandbox, version: str) -> list[dict]:
+    body = sandbox.client("s3").get_object(Bucket=BUCKET, Key=f"releases/{version}/deploys.jsonl")
+    return [json.loads(line) for line in body["Body"].read().decode().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def deploys(
+    sandbox: Sandbox, first_release: Run, spline_release: tuple[Run, Path], execution_role: str
+) -> dict[str, object]:
+    """In order: the first release's version (first deploy), latest.json's (the spline
+    release: an update), a deploy whose smoke test fails, the rollback to the first
+    version, and a release that is not verified."""
+    spline_release[0].check()
+    first = json.loads((sandbox.workdir / "release" / "dist" / "release.json").read_text())[
+        "version"
+    ]
+    seen: dict[str, object] = {"first_version": first}
+    seen["first"] = deploy(sandbox, execution_role, "-e", f"deploy_version={first}", name="first")
+    seen["alias_after_first"] = alias_version(sandbox)
+    seen["update"] = deploy(sandbox, execution_role, name="update")
+    seen["alias_after_update"] = alias_version(sandbox)
+    seen["smoke_fails"] = deploy(
+        sandbox,
+        execution_role,
+        "-e",
+        f"deploy_version={first}",
+        "-e",
+        '{"deploy_environment": {"MODEL_PATH": "/var/task/no-such-model.rds"}}',
+        name="smoke-fails",
+    )
+    seen["alias_after_smoke_fails"] = alias_version(sandbox)
+    seen["rollback"] = deploy(
+        sandbox, execution_role, "-e", f"deploy_version={first}", name="rollback"
+    )
+    seen["alias_after_rollback"] = alias_version(sandbox)
+    # A release that was published but never verified: its manifest says candidate.
+    candidate = read_json(sandbox, BUCKET, f"releases/{first}/manifest.json")
+    candidate.update(status="candidate", version="sbx-candidate")
+    sandbox.client("s3").put_object(
+        Bucket=BUCKET, Key="releases/sbx-candidate/manifest.json", Body=json.dumps(candidate)
+    )
+    seen["unverified"] = deploy(
+        sandbox, execution_role, "-e", "deploy_version=sbx-candidate", name="unverified"
+    )
+    seen["alias_after_unverified"] = alias_version(sandbox)
+    return seen
+
+
+def test_a_first_deploy_creates_the_function_publishes_a_version_and_points_the_alias(
+    sandbox: Sandbox, deploys: dict
+) -> None:
+    run, first = deploys["first"], deploys["first_version"]
+    run.check()
+    manifest = read_json(sandbox, BUCKET, f"releases/{first}/manifest.json")
+    config = sandbox.client("lambda").get_function(FunctionName=FUNCTION, Qualifier="1")[
+        "Configuration"
+    ]
+    sha = base64.b64encode(bytes.fromhex(manifest["zip"]["sha256"])).decode()
+    assert config["CodeSha256"] == sha  # the verified bytes, as moto computed them
+    assert config["Runtime"] == manifest["target_runtime"]["name"] == "python3.13"
+    assert config["Handler"] == "handler.lambda_handler"
+    assert (config["MemorySize"], config["Architectures"]) == (128, ["x86_64"])
+    assert config["Environment"]["Variables"]["MODEL_SHA256"] == manifest["model"]["sha256"]
+    assert deploys["alias_after_first"] == "1"
+    # The smoke events ran in the stand-in against those bytes before the alias existed.
+    assert "Move the alias to the verified version" in run.output
+    assert "smoke-standin | Invoke the deployed bytes" in run.output
+    [record] = deploys_of(sandbox, first)[:1]
+    assert (record["function_version"], record["alias"], record["previous_version"]) == (
+        "1",
+        "live",
+        "",
+    )
+    assert record["code_sha256"] == manifest["zip"]["sha256"]
+    # The release's immutable keys are untouched: the record lives next to them.
+    assert read_json(sandbox, BUCKET, f"releases/{first}/manifest.json") == manifest
+
+
+def test_an_update_publishes_a_new_version_and_moves_the_alias(
+    sandbox: Sandbox, deploys: dict
+) -> None:
+    deploys["update"].check()
+    latest = read_json(sandbox, BUCKET, "releases/latest.json")["version"]
+    assert latest == "sbx-spline"
+    assert deploys["alias_after_update"] == "2"
+    record = json.loads((sandbox.workdir / "deploy-dist" / "deploy.json").read_text())
+    assert record["release"] == "sbx-spline" or deploys_of(sandbox, "sbx-spline")
+    [line] = deploys_of(sandbox, "sbx-spline")
+    assert (line["function_version"], line["previous_version"]) == ("2", "1")
+
+
+def test_a_failed_smoke_test_leaves_the_alias_where_it_was_and_names_the_event(
+    sandbox: Sandbox, deploys: dict
+) -> None:
+    run = deploys["smoke_fails"]
+    assert run.returncode != 0, run.log
+    assert "The smoke test of r-lambda-admission version 3" in run.output
+    assert "event 'direct call answers P(admit) for gre 800, gpa 4, rank 1'" in run.output
+    assert "The alias live stays on version 2" in run.output
+    assert deploys["alias_after_smoke_fails"] == "2"
+    assert run_standins(run) == []
+
+
+def run_standins(run: Run) -> list[str]:
+    """Stand-in containers left by a deploy (none: they run with --rm)."""
+    found = subprocess.run(
+        ["podman", "ps", "-a", "--format", "{{.Names}}", "--filter", "label=r-lambda.run_id"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [n for n in found.stdout.split() if n]
+
+
+def test_deploying_an_older_version_is_the_rollback(sandbox: Sandbox, deploys: dict) -> None:
+    deploys["rollback"].check()
+    first = deploys["first_version"]
+    manifest = read_json(sandbox, BUCKET, f"releases/{first}/manifest.json")
+    live = deploys["alias_after_rollback"]
+    assert live == "4"  # a new version of the first release's bytes (moto: 3 failed its smoke)
+    config = sandbox.client("lambda").get_function(FunctionName=FUNCTION, Qualifier=live)[
+        "Configuration"
+    ]
+    assert (
+        config["CodeSha256"] == base64.b64encode(bytes.fromhex(manifest["zip"]["sha256"])).decode()
+    )
+    assert deploys_of(sandbox, first)[-1]["previous_version"] == "2"
+
+
+def test_a_release_that_is_not_verified_is_refused(sandbox: Sandbox, deploys: dict) -> None:
+    run = deploys["unverified"]
+    assert run.returncode != 0
+    assert "Release sbx-candidate is not verified (status 'candidate')" in run.output
+    assert deploys["alias_after_unverified"] == deploys["alias_after_rollback"]
+    versions = sandbox.client("lambda").list_versions_by_function(FunctionName=FUNCTION)
+    assert len(versions["Versions"]) == 5  # $LATEST and 1-4: nothing published for it
 
 
 def test_the_sandbox_refuses_an_aws_endpoint_that_is_not_local(sandbox: Sandbox) -> None:

@@ -252,6 +252,8 @@ class Spec:
     handler: str
     function_name: str
     wheels: str
+    # The function's own environment variables (e.g. MODEL_SHA256); Lambda's win over them.
+    variables: dict = field(default_factory=dict)
 
 
 def memory_mb(memory: str) -> int:
@@ -484,7 +486,8 @@ class Front:
         settings = argparse.Namespace(
             task_root=TASK_ROOT, runtime_dir=RUNTIME_DIR, opt_dir="/opt", region="us-east-1",
             function_name=spec.function_name, handler=spec.handler,
-            env={"PATH": CONTAINER_PATH,
+            env={**spec.variables,
+                 "PATH": CONTAINER_PATH,
                  "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb(spec.memory)),
                  "AWS_LAMBDA_FUNCTION_VERSION": spec.version},
         )
@@ -892,6 +895,19 @@ def cmd_start(args: argparse.Namespace) -> dict[str, Any]:
     return {**read_state(state_dir), "changed": True}
 
 
+def _variables(text: str) -> dict[str, str]:
+    """--env-json: the function's environment variables (names as Lambda allows them)."""
+    try:
+        variables = json.loads(text)
+    except ValueError as exc:
+        raise FrontError(f"--env-json is not JSON: {exc}") from None
+    if not isinstance(variables, dict) or not all(
+        isinstance(k, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", k) for k in variables
+    ):
+        raise FrontError("--env-json must be an object of variable names (letters, digits, _)")
+    return {k: str(v) for k, v in variables.items()}
+
+
 def cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
     state_dir = Path(args.state_dir)
     package = Path(args.package).resolve()
@@ -905,7 +921,8 @@ def cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
     spec = Spec(package=str(package), sha256=file_sha256(package), version=args.version,
                 environments=args.environments, image=args.image, python=args.python,
                 memory=args.memory, timeout=args.timeout, init_timeout=args.init_timeout,
-                handler=args.handler, function_name=args.function_name, wheels=str(wheels))
+                handler=args.handler, function_name=args.function_name, wheels=str(wheels),
+                variables=_variables(args.env_json))
     memory_mb(spec.memory)
     done = subprocess.run(["podman", "image", "exists", spec.image], capture_output=True,
                           check=False)
@@ -981,6 +998,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             sub.add_argument("--handler", default="handler.lambda_handler")
             sub.add_argument("--function-name", default="admission")
             sub.add_argument("--wheels", required=True, help="folder of awslambdaric's wheels")
+            sub.add_argument("--env-json", default="{}", help="function variables, a JSON object")
     args = parser.parse_args(argv)
     if getattr(args, "environments", 1) < 1:
         parser.error("--environments must be at least 1")
