@@ -14,7 +14,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$PWD/ansible.cfg"
 
 # Dependency order: cheap controller-side scenarios first, then build before test.
-ordered=(local_s3 local_hosts artifact_store r_runtime lambda_package package_test local_function)
+ordered=(local_s3 local_hosts artifact_store deploy r_runtime lambda_package package_test local_function)
 
 if (($#)); then
   scenarios=("$@")

@@ -543,6 +543,7 @@ def deploys(
     seen: dict[str, object] = {"first_version": first}
     seen["first"] = deploy(sandbox, execution_role, "-e", f"deploy_version={first}", name="first")
     seen["alias_after_first"] = alias_version(sandbox)
+    seen["latest_at_update"] = read_json(sandbox, BUCKET, "releases/latest.json")["version"]
     seen["update"] = deploy(sandbox, execution_role, name="update")
     seen["alias_after_update"] = alias_version(sandbox)
     seen["smoke_fails"] = deploy(
@@ -555,6 +556,21 @@ def deploys(
         name="smoke-fails",
     )
     seen["alias_after_smoke_fails"] = alias_version(sandbox)
+    # A layered release (function.zip over a shared layer): the layer version goes first.
+    seen["layered_release"] = sandbox.release(
+        "-e",
+        "lambda_package_layer=true",
+        "-e",
+        "release_force=true",
+        "-e",
+        "release_version=sbx-layered",
+        name="release-layered",
+    )
+    sandbox.timings["release-layered"] = seen["layered_release"].seconds
+    seen["layered"] = deploy(
+        sandbox, execution_role, "-e", "deploy_version=sbx-layered", name="layered"
+    )
+    seen["alias_after_layered"] = alias_version(sandbox)
     seen["rollback"] = deploy(
         sandbox, execution_role, "-e", f"deploy_version={first}", name="rollback"
     )
@@ -606,11 +622,8 @@ def test_an_update_publishes_a_new_version_and_moves_the_alias(
     sandbox: Sandbox, deploys: dict
 ) -> None:
     deploys["update"].check()
-    latest = read_json(sandbox, BUCKET, "releases/latest.json")["version"]
-    assert latest == "sbx-spline"
+    assert deploys["latest_at_update"] == "sbx-spline"  # latest.json's, as no version was given
     assert deploys["alias_after_update"] == "2"
-    record = json.loads((sandbox.workdir / "deploy-dist" / "deploy.json").read_text())
-    assert record["release"] == "sbx-spline" or deploys_of(sandbox, "sbx-spline")
     [line] = deploys_of(sandbox, "sbx-spline")
     assert (line["function_version"], line["previous_version"]) == ("2", "1")
 
@@ -638,19 +651,40 @@ def run_standins(run: Run) -> list[str]:
     return [n for n in found.stdout.split() if n]
 
 
+def test_a_layered_release_publishes_its_layer_version_and_the_function_uses_it(
+    sandbox: Sandbox, deploys: dict
+) -> None:
+    deploys["layered_release"].check()
+    deploys["layered"].check()
+    manifest = read_json(sandbox, BUCKET, "releases/sbx-layered/manifest.json")
+    assert manifest["layout"] == "layer"
+    client = sandbox.client("lambda")
+    [layer] = client.list_layer_versions(LayerName="r-lambda-admission-r")["LayerVersions"]
+    assert layer["Description"] == f"r-lambda layer sha256:{manifest['layer']['sha256']}"
+    assert layer["CompatibleRuntimes"] == ["python3.13"]
+    live = deploys["alias_after_layered"]
+    assert live == "4"
+    config = client.get_function(FunctionName=FUNCTION, Qualifier=live)["Configuration"]
+    assert [item["Arn"] for item in config["Layers"]] == [layer["LayerVersionArn"]]
+    digest = base64.b64encode(bytes.fromhex(manifest["function"]["sha256"])).decode()
+    assert config["CodeSha256"] == digest  # function.zip, the layer apart
+    [line] = deploys_of(sandbox, "sbx-layered")
+    assert line["layer_version_arn"] == layer["LayerVersionArn"]
+
+
 def test_deploying_an_older_version_is_the_rollback(sandbox: Sandbox, deploys: dict) -> None:
     deploys["rollback"].check()
     first = deploys["first_version"]
     manifest = read_json(sandbox, BUCKET, f"releases/{first}/manifest.json")
     live = deploys["alias_after_rollback"]
-    assert live == "4"  # a new version of the first release's bytes (moto: 3 failed its smoke)
+    assert live == "5"  # a new version of the first release's bytes (3 failed its smoke test)
     config = sandbox.client("lambda").get_function(FunctionName=FUNCTION, Qualifier=live)[
         "Configuration"
     ]
     assert (
         config["CodeSha256"] == base64.b64encode(bytes.fromhex(manifest["zip"]["sha256"])).decode()
     )
-    assert deploys_of(sandbox, first)[-1]["previous_version"] == "2"
+    assert deploys_of(sandbox, first)[-1]["previous_version"] == "4"
 
 
 def test_a_release_that_is_not_verified_is_refused(sandbox: Sandbox, deploys: dict) -> None:
@@ -659,7 +693,7 @@ def test_a_release_that_is_not_verified_is_refused(sandbox: Sandbox, deploys: di
     assert "Release sbx-candidate is not verified (status 'candidate')" in run.output
     assert deploys["alias_after_unverified"] == deploys["alias_after_rollback"]
     versions = sandbox.client("lambda").list_versions_by_function(FunctionName=FUNCTION)
-    assert len(versions["Versions"]) == 5  # $LATEST and 1-4: nothing published for it
+    assert len(versions["Versions"]) == 6  # $LATEST and 1-5: nothing published for it
 
 
 def test_the_sandbox_refuses_an_aws_endpoint_that_is_not_local(sandbox: Sandbox) -> None:
