@@ -9,7 +9,8 @@ cd "$here"
 log() { printf '\033[1mbootstrap:\033[0m %s\n' "$*"; }
 
 # catatonit: the init that `podman run --init` needs (only a recommendation of podman).
-apt_packages=(podman runc catatonit debootstrap r-base-core r-base-dev python3-venv zip unzip make openssh-client)
+# iptables: the local S3 container's firewall (roles/local_s3; only a suggestion of podman).
+apt_packages=(podman runc catatonit iptables debootstrap r-base-core r-base-dev python3-venv zip unzip make openssh-client)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
