@@ -128,3 +128,15 @@ def test_code_sha256_is_lambdas_base64_digest_and_env_args_are_pairs() -> None:
     ]
     failed = [{"name": "a", "passed": True}, {"name": "b", "passed": False, "message": "why"}]
     assert deploy_filters.deploy_report_problems(failed) == [{"name": "b", "problem": "why"}]
+
+
+def test_only_objects_whose_bytes_are_not_the_manifests_are_mismatches() -> None:
+    results = [
+        {"item": {"key": "a.zip", "sha256": "1" * 64}, "stat": {"checksum": "1" * 64}},
+        {"item": {"key": "b.zip", "sha256": "1" * 64}, "stat": {"checksum": "2" * 64}},
+        {"item": {"key": "c.zip", "sha256": "1" * 64}, "stat": {}},
+    ]
+    assert deploy_filters.deploy_sha256_mismatches(results) == [
+        {"key": "b.zip", "actual": "2" * 64, "expected": "1" * 64},
+        {"key": "c.zip", "actual": None, "expected": "1" * 64},
+    ]

@@ -97,6 +97,20 @@ def deploy_report_problems(cases: list[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
+def deploy_sha256_mismatches(results: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The downloaded objects (ansible.builtin.stat with sha256, looped over manifest
+    entries {key, sha256}) whose bytes are not the manifest's."""
+    return [
+        {
+            "key": r["item"]["key"],
+            "actual": r["stat"].get("checksum"),
+            "expected": r["item"]["sha256"],
+        }
+        for r in results
+        if r["stat"].get("checksum") != r["item"]["sha256"]
+    ]
+
+
 def deploy_env_args(environment: dict[str, Any]) -> list[str]:
     """The function's environment as the stand-in's --env KEY=VALUE arguments."""
     return [
@@ -139,5 +153,6 @@ class FilterModule:
             "deploy_invoke_problems": deploy_invoke_problems,
             "deploy_report_problems": deploy_report_problems,
             "deploy_env_args": deploy_env_args,
+            "deploy_sha256_mismatches": deploy_sha256_mismatches,
             "deploy_code_sha256": deploy_code_sha256,
         }
