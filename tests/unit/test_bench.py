@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import stat
 import sys
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from module_loading import load as _load
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 run = _load("bench_run", REPO / "bench" / "run.py")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
 import json
 import os
 import sys
@@ -20,7 +19,6 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,17 +26,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "roles" / "local_function" / "files" / "local_function.py"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from module_loading import load as _load  # noqa: E402
 from test_lambda_invoke import FAKE_RIC  # noqa: E402
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
 
 lf = _load("local_function", SCRIPT)
 
