@@ -562,6 +562,7 @@ def local_deploy(bucket: str, first_release: dict, overlapping_releases: dict, t
     requests, then a redeploy of the newest release (B of overlapping_releases) while a
     client keeps sending requests, then make undeploy."""
     port, state = _free_port(), tmp_path_factory.mktemp("local-function")
+    dist = tmp_path_factory.mktemp("deploy-dist")
     first = json.loads(first_release["manifest"])["version"]
     common = (
         "-e",
@@ -570,9 +571,11 @@ def local_deploy(bucket: str, first_release: dict, overlapping_releases: dict, t
         f"local_function_port={port}",
         "-e",
         f"local_function_state_dir={state}",
+        "-e",
+        f"deploy_dist_dir={dist}",
     )
     url = f"http://127.0.0.1:{port}/"
-    seen: dict = {"url": url, "first": first}
+    seen: dict = {"url": url, "first": first, "dist": dist}
     seen["deploy"] = run_playbook(
         "playbooks/deploy.yml", *common, "-e", f"deploy_version={first}", name="deploy-local"
     )
@@ -642,7 +645,7 @@ def test_a_redeploy_under_load_drops_no_request_and_make_undeploy_stops_it(
     assert [a for a in answers if a[0] != 200] == []
     versions = [version for _, version in answers]
     assert versions[0] == local_deploy["first"] and versions[-1] == local_deploy["newest"]
-    record = json.loads((REPO / "dist" / "deploy.json").read_text())
+    record = json.loads((local_deploy["dist"] / "deploy.json").read_text())
     assert record["release"] == local_deploy["newest"]
     local_deploy["undeploy"].check()
     assert not local_deploy["port_open_after"]

@@ -137,6 +137,8 @@ def _module_actions(call: Call) -> set[str]:
         if call.arg("iam_instance_profile"):
             actions |= {"iam:PassRole", "iam:GetInstanceProfile"}
         return actions
+    if name == "lambda_layer_info" and call.arg("version_number") is not None:
+        return {"lambda:GetLayerVersion"}  # one version (its content's CodeSha256)
     if name == "s3_bucket_info":
         return {"s3:ListAllMyBuckets"}
     if name == "s3_bucket":

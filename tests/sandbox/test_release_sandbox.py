@@ -735,7 +735,7 @@ def test_the_aws_platform_will_not_launch_without_a_narrow_operator_cidr(
 
 
 def test_every_aws_call_the_playbooks_made_is_in_the_iam_policy(
-    sandbox: Sandbox, first_release: Run, failed_releases: dict
+    sandbox: Sandbox, first_release: Run, failed_releases: dict, deploys: dict
 ) -> None:
     """What moto saw from the amazon.aws modules, artifact_store's own module (the lock and
     the conditional writes) and the test host's signed download in this session: the
@@ -761,6 +761,16 @@ def test_every_aws_call_the_playbooks_made_is_in_the_iam_policy(
         "ec2:TerminateInstances",
         "s3:PutObject",
         "ssm:GetParameter",
+        # The deploys (the smoke test's Invoke runs in the stand-in here: only on AWS).
+        "lambda:CreateFunction",
+        "lambda:UpdateFunctionConfiguration",
+        "lambda:UpdateFunctionCode",
+        "lambda:ListAliases",
+        "lambda:CreateAlias",
+        "lambda:UpdateAlias",
+        "lambda:PublishLayerVersion",
+        "lambda:ListLayerVersions",
+        "lambda:GetLayerVersion",
     } <= made
     assert made - policy_actions() == set()
     # The static map of test_iam_policy.py predicted every one of them.

@@ -23,6 +23,7 @@ PROXY_ANSWER = {
     "body": json.dumps({"result": False, "probability": 0.3743143996126536}),
     "isBase64Encoded": False,
 }
+REPORT_DIRECT_ANSWER = {"result": True, "probability": 0.7384082459801908}
 REPORT = {
     "cases": [
         {
@@ -88,17 +89,37 @@ def test_answers_compare_as_data_within_the_tolerance() -> None:
 
 
 def test_invocation_results_name_the_events_that_failed() -> None:
+    """The shapes lambda_execute registers under failed_when: false (failed is False)."""
     cases = deploy_filters.deploy_recorded_cases(REPORT, ["direct", "http"])
+    error = {"errorType": "ModelUnavailable", "errorMessage": "{}", "stackTrace": []}
     results = [
-        {"item": cases[0], "failed": False, "result": {"output": cases[0]["answer"]}},
-        {"item": cases[1], "failed": True, "msg": "Function executed, but there was an error"},
+        {
+            "item": cases[0],
+            "failed": False,
+            "changed": True,
+            "result": {"output": cases[0]["answer"]},
+        },
+        {"item": cases[1], "failed": False, "changed": False, "msg": "AccessDeniedException"},
     ]
     assert deploy_filters.deploy_invoke_problems(results) == [
-        {
-            "name": "http",
-            "problem": "the invocation failed: Function executed, but there was an error",
-        }
+        {"name": "http", "problem": "the invocation failed: AccessDeniedException"}
     ]
+    function_error = {
+        "item": cases[0],
+        "failed": False,
+        "msg": "Function executed, but there was an error in the Lambda function.",
+        "result": {"output": error},
+    }
+    [problem] = deploy_filters.deploy_invoke_problems([function_error])
+    assert problem["problem"].startswith("the invocation failed: Function executed")
+
+
+def test_headers_are_not_compared_and_added_keys_are_allowed() -> None:
+    """As the stand-in's json_subset does: CORS_ALLOW_ORIGIN changes a header by design."""
+    other_origin = dict(PROXY_ANSWER, headers={"Access-Control-Allow-Origin": "https://x"})
+    assert deploy_filters.deploy_answer_problems(PROXY_ANSWER, other_origin) == ""
+    more = {"result": True, "probability": 0.7384082459801908, "model": "v2"}
+    assert deploy_filters.deploy_answer_problems(REPORT_DIRECT_ANSWER, more) == ""
 
 
 def test_the_stand_in_events_expect_the_recorded_answers() -> None:

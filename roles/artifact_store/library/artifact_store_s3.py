@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -146,13 +147,16 @@ class Store:
     def append(self, key: str, line: dict, attempts: int = 20) -> dict:
         """Add one JSON line to the object ``key`` (created by the first line)."""
         text = json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n"
-        for _ in range(attempts):
+        for attempt in range(attempts):
             body, etag, metadata = self.read(key)
             try:
                 self.write(key, (body or b"") + text.encode(), if_match=etag, metadata=metadata)
             except ClientError as error:
                 if _precondition_failed(error):
-                    continue  # another writer came first: read its line, then add ours
+                    # Another writer came first: read its line, then add ours, after a
+                    # short pause that grows (and differs between writers).
+                    time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+                    continue
                 raise
             return {"changed": True, "key": key, "lines": (body or b"").count(b"\n") + 1}
         raise Refused(f"s3://{self.bucket}/{key} kept changing: {attempts} appends failed")

@@ -325,10 +325,15 @@ class Dispatcher:
             env.dead = env.dead or dead
             self._cond.notify_all()
 
-    def replace(self, generation: Generation, old: Any, new: Any) -> None:
+    def replace(self, generation: Generation, old: Any, new: Any) -> bool:
+        """Put ``new`` in place of ``old`` while ``generation`` still serves; False (and no
+        change) once another generation took over: the caller stops ``new``."""
         with self._cond:
+            if self.active is not generation:
+                return False
             generation.environments[generation.environments.index(old)] = new
             self._cond.notify_all()
+            return True
 
     def notify(self) -> None:
         with self._cond:
@@ -586,7 +591,9 @@ class Front:
                 self.last_error = f"replacing {env.name} failed: {exc}"
                 log(self.last_error)
                 return
-            self.dispatcher.replace(generation, env, new)
+            if not self.dispatcher.replace(generation, env, new):
+                self._stop_environment(new)  # a deploy retired its generation meanwhile
+                return
             self.write_state()
 
         threading.Thread(target=replace, daemon=True).start()
@@ -644,6 +651,7 @@ class EndpointHandler(li.RuntimeApiHandler):
     """The function's HTTP endpoint (reads bodies as the Runtime API does)."""
 
     server: EndpointServer
+    max_body = MAX_PAYLOAD  # a chunked body too: refused while read
 
     def _serve(self) -> None:
         request_id = str(uuid.uuid4())
@@ -655,6 +663,11 @@ class EndpointHandler(li.RuntimeApiHandler):
             return
         try:
             body = self._read_body()
+        except li.BodyTooLarge:
+            self.close_connection = True
+            self._answer(_json_answer(413, {"message": "Request Entity Too Large"}), None,
+                         request_id)
+            return
         except ValueError as exc:
             self.close_connection = True
             self._answer(_json_answer(400, {"message": str(exc)}), None, request_id)

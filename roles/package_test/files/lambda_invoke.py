@@ -79,6 +79,10 @@ EXPECT_KEYS = {
 }
 
 
+class BodyTooLarge(ValueError):
+    """A request body over the handler's max_body."""
+
+
 class UsageError(Exception):
     """Bad arguments, events file or host: nothing was started (exit 2)."""
 
@@ -456,8 +460,13 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
             return self._read_chunked()
         return b""
 
+    # Largest body a chunked request may send (None: no limit); a larger one is refused
+    # while it is read, never held whole.
+    max_body: int | None = None
+
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
+        total = 0
         while True:
             size_line = self.rfile.readline(65537).split(b";", 1)[0].strip()
             try:
@@ -468,6 +477,9 @@ class RuntimeApiHandler(BaseHTTPRequestHandler):
                 while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
                 return b"".join(chunks)
+            total += size
+            if self.max_body is not None and total > self.max_body:
+                raise BodyTooLarge(f"the body is larger than {self.max_body} bytes")
             chunks.append(self.rfile.read(size))
             self.rfile.readline(65537)
 
