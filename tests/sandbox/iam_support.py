@@ -211,7 +211,20 @@ ARTIFACT_STORE_S3 = {
 }
 
 
+# deploy's own module (roles/deploy/library/deploy_function_layers.py): reads the
+# configuration, waits (GetFunctionConfiguration) and sets the layers; attaching one makes
+# Lambda check the caller may read it.
+DEPLOY_FUNCTION_LAYERS = {
+    "lambda:GetFunctionConfiguration",
+    "lambda:UpdateFunctionConfiguration",
+    "lambda:GetLayerVersion",
+}
+OWN_MODULES = ("artifact_store_s3", "deploy_function_layers")
+
+
 def actions_of(call: Call) -> set[str]:
+    if call.module == "deploy_function_layers":
+        return DEPLOY_FUNCTION_LAYERS
     if call.module == "artifact_store_s3":
         return ARTIFACT_STORE_S3[str(call.arg("action"))]
     return _module_actions(call)
@@ -245,7 +258,7 @@ def aws_calls(who: str = "operator") -> list[Call]:
                 calls.append(Call("ssm_parameter_lookup", (), where))
             for task in _tasks(yaml.safe_load(text) or []):
                 for key, value in task.items():
-                    own = key == "artifact_store_s3"
+                    own = key in OWN_MODULES
                     if not (own or key.startswith(AWS_COLLECTIONS)) or key == "amazon.aws.aws":
                         continue
                     args = value if isinstance(value, dict) else {}
@@ -387,6 +400,7 @@ def from_the_playbooks(request: dict) -> bool:
     return (
         "amazon.aws/" in agent
         or "r-lambda-artifact_store_s3/" in agent
+        or "r-lambda-deploy_function_layers/" in agent
         or agent.startswith("ansible-httpget")
     )
 

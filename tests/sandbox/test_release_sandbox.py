@@ -643,7 +643,15 @@ def test_a_failed_smoke_test_leaves_the_alias_where_it_was_and_names_the_event(
 def run_standins(run: Run) -> list[str]:
     """Stand-in containers left by a deploy (none: they run with --rm)."""
     found = subprocess.run(
-        ["podman", "ps", "-a", "--format", "{{.Names}}", "--filter", "label=r-lambda.run_id"],
+        [
+            "podman",
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            "label=r-lambda.deploy_run_id",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -685,6 +693,7 @@ def test_deploying_an_older_version_is_the_rollback(sandbox: Sandbox, deploys: d
         config["CodeSha256"] == base64.b64encode(bytes.fromhex(manifest["zip"]["sha256"])).decode()
     )
     assert deploys_of(sandbox, first)[-1]["previous_version"] == "4"
+    assert config.get("Layers", []) == []  # the layered release's layer is detached
 
 
 def test_a_release_that_is_not_verified_is_refused(sandbox: Sandbox, deploys: dict) -> None:
