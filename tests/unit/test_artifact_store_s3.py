@@ -8,13 +8,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import socket
 import threading
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location(
@@ -24,22 +22,11 @@ s3mod = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(s3mod)
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def store(endpoint, request):
+def store(moto_endpoint, request):
     client = boto3.client(
         "s3",
-        endpoint_url=endpoint,
+        endpoint_url=moto_endpoint,
         aws_access_key_id="test",
         aws_secret_access_key="test",
         region_name="us-east-1",

@@ -72,9 +72,9 @@ def test_answers_compare_as_data_within_the_tolerance() -> None:
         == ""
     )
     assert deploy_filters.deploy_answer_problems(recorded, dict(recorded, probability=0.74)) == (
-        "$.probability: expected 0.7384082459801908, got 0.74"
+        "$.probability: expected 0.7384082459801908 (abs_tol 1e-09), got 0.74"
     )
-    assert "$.result: expected True, got 1" in deploy_filters.deploy_answer_problems(
+    assert "$.result: expected true, got 1" in deploy_filters.deploy_answer_problems(
         recorded, dict(recorded, result=1)
     )
     assert deploy_filters.deploy_answer_problems(recorded, {"result": True}) == (
@@ -83,8 +83,9 @@ def test_answers_compare_as_data_within_the_tolerance() -> None:
     # A proxy answer's body is JSON text: compared as data, so key order does not matter.
     reordered = dict(PROXY_ANSWER, body='{"probability": 0.3743143996126536, "result": false}')
     assert deploy_filters.deploy_answer_problems(PROXY_ANSWER, reordered) == ""
-    assert "$.statusCode: expected 200, got 500" in deploy_filters.deploy_answer_problems(
-        PROXY_ANSWER, dict(PROXY_ANSWER, statusCode=500)
+    assert (
+        "$.statusCode: expected 200 (abs_tol 1e-09), got 500"
+        in deploy_filters.deploy_answer_problems(PROXY_ANSWER, dict(PROXY_ANSWER, statusCode=500))
     )
 
 

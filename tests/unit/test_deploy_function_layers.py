@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import sys
 import zipfile
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from module_loading import load
@@ -23,20 +21,14 @@ layers_mod = load("deploy_function_layers", REPO / "roles/deploy/library/deploy_
 
 
 @pytest.fixture(scope="module")
-def clients():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+def clients(moto_endpoint):
     args = dict(
-        endpoint_url=f"http://127.0.0.1:{port}",
+        endpoint_url=moto_endpoint,
         aws_access_key_id="test",
         aws_secret_access_key="test",
         region_name="us-east-1",
     )
-    yield {name: boto3.client(name, **args) for name in ("lambda", "iam")}
-    server.stop()
+    return {name: boto3.client(name, **args) for name in ("lambda", "iam")}
 
 
 def _zip() -> bytes:
