@@ -3,6 +3,8 @@
 # dependencies, and print how long each took:
 #   scripts/molecule-all.sh                 every scenario under molecule/
 #   scripts/molecule-all.sh r_runtime ...   only these, in the order given
+#   scripts/molecule-all.sh --except a b    every scenario but these (make test-platforms
+#                                           runs the ones that need no local S3 beside it)
 # First makes sure the podman scenarios' base images exist under their stable aliases
 # (localhost/r-lambda-base:bookworm, :bullseye, :trixie). lambda_package leaves .state/molecule/admission.zip
 # for package_test, so it runs first (alongside the others when all run); package_test is
@@ -16,19 +18,30 @@ export ANSIBLE_CONFIG="$PWD/ansible.cfg"
 # Dependency order: cheap controller-side scenarios first, then build before test.
 ordered=(local_s3 local_hosts artifact_store deploy r_runtime lambda_package package_test local_function)
 
+excluded=()
+if [[ ${1:-} == --except ]]; then
+  shift
+  excluded=("$@")
+  set --
+fi
+for name in "$@" "${excluded[@]}"; do
+  [[ -f "molecule/$name/molecule.yml" ]] || { echo "molecule-all: no scenario molecule/$name" >&2; exit 2; }
+done
+
 if (($#)); then
   scenarios=("$@")
 else
-  scenarios=("${ordered[@]}")
+  all=("${ordered[@]}")
   # Scenarios not named above run last, in name order, so that none is left out.
   for file in molecule/*/molecule.yml; do
     name=$(basename "$(dirname "$file")")
-    [[ " ${ordered[*]} " == *" $name "* ]] || scenarios+=("$name")
+    [[ " ${ordered[*]} " == *" $name "* ]] || all+=("$name")
+  done
+  scenarios=()
+  for name in "${all[@]}"; do
+    [[ " ${excluded[*]} " == *" $name "* ]] || scenarios+=("$name")
   done
 fi
-for name in "${scenarios[@]}"; do
-  [[ -f "molecule/$name/molecule.yml" ]] || { echo "molecule-all: no scenario molecule/$name" >&2; exit 2; }
-done
 
 log() { printf 'molecule-all: %s\n' "$*"; }
 
@@ -64,7 +77,8 @@ finish_background() {  # wait for the background scenario, show its output, reco
   cat "dist/test-logs/molecule-$background.log"
   result[$background]=$([[ $status -eq 0 ]] && echo passed || echo failed)
   if [[ $status -eq 0 ]]; then passed+=("$background"); else failed+=("$background"); fi
-  log "$(printf '%-16s %-7s %4d s (alongside the others)' "$background" "${result[$background]}" \
+  log "$(printf '%-16s %-7s %4d s (alongside the others, which took %d s)' \
+    "$background" "${result[$background]}" "$(cat "dist/test-logs/molecule-$background.seconds")" \
     $((SECONDS - background_start)))"
   background=""
 }
@@ -73,7 +87,13 @@ for name in "${scenarios[@]}"; do
   if [[ $name == "$background" && -z ${background_pid:-} ]]; then
     log "molecule test -s $name (alongside the next ones; output in dist/test-logs/molecule-$name.log)"
     background_start=$SECONDS
-    molecule test -s "$name" >"dist/test-logs/molecule-$name.log" 2>&1 &
+    (
+      start=$SECONDS
+      status=0
+      molecule test -s "$name" >"dist/test-logs/molecule-$name.log" 2>&1 || status=$?
+      echo $((SECONDS - start)) >"dist/test-logs/molecule-$name.seconds"
+      exit "$status"
+    ) &
     background_pid=$!
     continue
   fi
