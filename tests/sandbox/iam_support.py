@@ -219,12 +219,25 @@ DEPLOY_FUNCTION_LAYERS = {
     "lambda:UpdateFunctionConfiguration",
     "lambda:GetLayerVersion",
 }
-OWN_MODULES = ("artifact_store_s3", "deploy_function_layers")
+# deploy's deploy_function_url: reads the alias's URL and resource policy, then creates,
+# updates or deletes the URL and adds or removes its two public statements.
+DEPLOY_FUNCTION_URL = {
+    "lambda:GetFunctionUrlConfig",
+    "lambda:CreateFunctionUrlConfig",
+    "lambda:UpdateFunctionUrlConfig",
+    "lambda:DeleteFunctionUrlConfig",
+    "lambda:GetPolicy",
+    "lambda:AddPermission",
+    "lambda:RemovePermission",
+}
+OWN_MODULES = ("artifact_store_s3", "deploy_function_layers", "deploy_function_url")
 
 
 def actions_of(call: Call) -> set[str]:
     if call.module == "deploy_function_layers":
         return DEPLOY_FUNCTION_LAYERS
+    if call.module == "deploy_function_url":
+        return DEPLOY_FUNCTION_URL
     if call.module == "artifact_store_s3":
         return ARTIFACT_STORE_S3[str(call.arg("action"))]
     return _module_actions(call)
@@ -382,6 +395,13 @@ LAMBDA_ROUTES = [
     ("GET", r"/2018-10-31/layers/[^/]+/versions", "lambda:ListLayerVersions"),
     ("POST", r"/2018-10-31/layers/[^/]+/versions", "lambda:PublishLayerVersion"),
     ("GET", r"/2018-10-31/layers/[^/]+/versions/[0-9]+", "lambda:GetLayerVersion"),
+    ("GET", r"/2021-10-31/functions/[^/]+/url", "lambda:GetFunctionUrlConfig"),
+    ("POST", r"/2021-10-31/functions/[^/]+/url", "lambda:CreateFunctionUrlConfig"),
+    ("PUT", r"/2021-10-31/functions/[^/]+/url", "lambda:UpdateFunctionUrlConfig"),
+    ("DELETE", r"/2021-10-31/functions/[^/]+/url", "lambda:DeleteFunctionUrlConfig"),
+    ("GET", r"/2015-03-31/functions/[^/]+/policy", "lambda:GetPolicy"),
+    ("POST", r"/2015-03-31/functions/[^/]+/policy", "lambda:AddPermission"),
+    ("DELETE", r"/2015-03-31/functions/[^/]+/policy/[^/]+", "lambda:RemovePermission"),
 ]
 
 
@@ -401,6 +421,7 @@ def from_the_playbooks(request: dict) -> bool:
         "amazon.aws/" in agent
         or "r-lambda-artifact_store_s3/" in agent
         or "r-lambda-deploy_function_layers/" in agent
+        or "r-lambda-deploy_function_url/" in agent
         or agent.startswith("ansible-httpget")
     )
 

@@ -185,7 +185,11 @@ def test_the_deploy_may_change_only_its_function_and_layer_and_pass_only_its_rol
     assert passing[0]["Condition"] == {
         "StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}
     }
+    # The function URL and its public statements: on the alias only, never the function.
+    assert _statement("ServeTheAliasThroughAFunctionUrl")["Resource"] == (
+        f"arn:aws:lambda:*:*:function:{function}:{defaults['deploy_alias']}"
+    )
     lambda_actions = {a for a in policy_actions() if a.startswith("lambda:")}
     assert lambda_actions == set().union(
-        *(actions_of(c) for c in aws_calls() if c.module.startswith("lambda"))
+        *(actions_of(c) for c in aws_calls() if c.module.startswith(("lambda", "deploy_")))
     ) - {"iam:PassRole"}

@@ -20,6 +20,7 @@ import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from iam_support import (
@@ -477,6 +478,8 @@ def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exact
 
 FUNCTION = "r-lambda-admission"
 EXECUTION_ROLE = "r-lambda-admission"
+# The page allowed to call the function URL from a browser (the 2017 series' front end).
+PAGE_ORIGIN = "https://admissions.example.org"
 
 
 @pytest.fixture(scope="module")
@@ -524,6 +527,25 @@ def alias_version(sandbox: Sandbox) -> str | None:
         return None
 
 
+def function_url(sandbox: Sandbox) -> dict | None:
+    """The alias's function URL configuration and resource-policy statements, or None."""
+    client = sandbox.client("lambda")
+    try:
+        config = client.get_function_url_config(FunctionName=FUNCTION, Qualifier="live")
+    except client.exceptions.ResourceNotFoundException:
+        return None
+    try:
+        policy = json.loads(client.get_policy(FunctionName=FUNCTION, Qualifier="live")["Policy"])
+    except client.exceptions.ResourceNotFoundException:
+        policy = {"Statement": []}
+    return {
+        "url": config["FunctionUrl"],
+        "auth_type": config["AuthType"],
+        "cors": config.get("Cors"),
+        "statements": {item["Sid"]: item for item in policy["Statement"]},
+    }
+
+
 def deploys_of(sandbox: Sandbox, version: str) -> list[dict]:
     body = sandbox.client("s3").get_object(Bucket=BUCKET, Key=f"releases/{version}/deploys.jsonl")
     return [json.loads(line) for line in body["Body"].read().decode().splitlines()]
@@ -544,8 +566,26 @@ def deploys(
     seen["first"] = deploy(sandbox, execution_role, "-e", f"deploy_version={first}", name="first")
     seen["alias_after_first"] = alias_version(sandbox)
     seen["latest_at_update"] = read_json(sandbox, BUCKET, "releases/latest.json")["version"]
-    seen["update"] = deploy(sandbox, execution_role, name="update")
+    seen["url_after_first"] = function_url(sandbox)
+    # The update also puts a public function URL in front of the alias, CORS for one origin.
+    seen["update"] = deploy(
+        sandbox,
+        execution_role,
+        "-e",
+        json.dumps(
+            {
+                "deploy_function_url": True,
+                "deploy_function_url_auth_type": "NONE",
+                "deploy_function_url_cors_origins": [PAGE_ORIGIN],
+            }
+        ),
+        name="update",
+    )
     seen["alias_after_update"] = alias_version(sandbox)
+    seen["url_after_update"] = function_url(sandbox)
+    seen["deploy_json_after_update"] = json.loads(
+        (sandbox.workdir / "deploy-dist" / "deploy.json").read_text()
+    )
     seen["smoke_fails"] = deploy(
         sandbox,
         execution_role,
@@ -556,6 +596,7 @@ def deploys(
         name="smoke-fails",
     )
     seen["alias_after_smoke_fails"] = alias_version(sandbox)
+    seen["url_after_smoke_fails"] = function_url(sandbox)
     # A layered release (function.zip over a shared layer): the layer version goes first.
     seen["layered_release"] = sandbox.release(
         "-e",
@@ -571,6 +612,7 @@ def deploys(
         sandbox, execution_role, "-e", "deploy_version=sbx-layered", name="layered"
     )
     seen["alias_after_layered"] = alias_version(sandbox)
+    seen["url_after_layered"] = function_url(sandbox)  # deploy_function_url false: removed
     seen["rollback"] = deploy(
         sandbox, execution_role, "-e", f"deploy_version={first}", name="rollback"
     )
@@ -626,6 +668,49 @@ def test_an_update_publishes_a_new_version_and_moves_the_alias(
     assert deploys["alias_after_update"] == "2"
     [line] = deploys_of(sandbox, "sbx-spline")
     assert (line["function_version"], line["previous_version"]) == ("2", "1")
+
+
+def test_a_function_url_is_optional_public_only_when_asked_and_cors_only_for_its_origins(
+    sandbox: Sandbox, deploys: dict
+) -> None:
+    deploys["update"].check()
+    assert deploys["url_after_first"] is None  # off by default
+    url = deploys["url_after_update"]
+    assert url is not None and url["url"].startswith("https://")
+    assert url["auth_type"] == "NONE"
+    assert url["cors"] == {
+        "AllowOrigins": [PAGE_ORIGIN],
+        "AllowMethods": ["POST"],
+        "AllowHeaders": ["content-type"],
+        "MaxAge": 300,
+    }
+    public = url["statements"]["r-lambda-function-url-public"]
+    invoke = url["statements"]["r-lambda-function-url-invoke"]
+    assert (public["Action"], public["Principal"], public["FunctionUrlAuthType"]) == (
+        "lambda:InvokeFunctionUrl",
+        "*",
+        "NONE",
+    )
+    assert (invoke["Action"], invoke["InvokedViaFunctionUrl"]) == ("lambda:InvokeFunction", True)
+    assert public["Resource"].endswith(f":function:{FUNCTION}:live")
+    # moto keeps one URL per function whatever the qualifier: the calls must name the alias.
+    calls = [
+        r
+        for r in recorded_requests(sandbox)
+        if "r-lambda-deploy_function_url/" in r["headers"].get("User-Agent", "")
+    ]
+    made = {(r["method"], urlparse(r["url"]).path) for r in calls}
+    assert ("POST", f"/2021-10-31/functions/{FUNCTION}/url") in made
+    assert ("DELETE", f"/2021-10-31/functions/{FUNCTION}/url") in made  # the layered deploy's
+    assert all(parse_qs(urlparse(r["url"]).query)["Qualifier"] == ["live"] for r in calls)
+    record = deploys["deploy_json_after_update"]
+    assert (record["endpoint"], record["endpoint_auth_type"]) == (url["url"], "NONE")
+    assert [line["endpoint"] for line in deploys_of(sandbox, "sbx-spline")] == [url["url"]]
+    assert f"at {url['url']} (public: anyone may call it)" in deploys["update"].output
+    # A failed smoke test changes nothing in front of the alias; a deploy without the
+    # setting takes the URL and its public statements away.
+    assert deploys["url_after_smoke_fails"] == url
+    assert deploys["url_after_layered"] is None
 
 
 def test_a_failed_smoke_test_leaves_the_alias_where_it_was_and_names_the_event(
