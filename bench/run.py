@@ -56,7 +56,7 @@ IMAGE_REPOSITORY = "localhost/r-lambda-base"
 # The release's test host image (Debian trixie: the target's Python, no R), not the
 # release's build image that release.json records as its AMI.
 TEST_IMAGE = f"{IMAGE_REPOSITORY}:trixie"
-PKGTOOL = REPO / "roles" / "lambda_package" / "files" / "lambda_pkgtool.py"
+PKGTOOL = REPO / "roles" / "lambda_package" / "files" / "lambda_pkgtool"
 # What runs inside each stand-in, mounted read-only at /bench.
 STAND_IN_TOOLS = (
     REPO / "bench" / "in_host.py",
@@ -171,7 +171,7 @@ def zip_figures(path: Path, prefix: str) -> dict:
 
 def split_figures(path: Path) -> dict:
     """The optional layer split of the project's package (lambda_package_layer): the same
-    tree as lambda_pkgtool.py splits it, so a model update's size is known."""
+    tree as lambda_pkgtool splits it, so a model update's size is known."""
     defaults = yaml.safe_load((REPO / "roles/lambda_package/defaults/main.yml").read_text())
     function = [*defaults["lambda_package_handler_files"], "admission.rds"]
     with tempfile.TemporaryDirectory(prefix="bench-split-") as tmp:

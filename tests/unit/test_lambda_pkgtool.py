@@ -1,15 +1,15 @@
-"""Tests for roles/lambda_package/files/lambda_pkgtool.py on real ELF files.
+"""Tests for roles/lambda_package/files/lambda_pkgtool/ on real ELF files.
 
-The tool runs as a subprocess (the way the role runs it) and, where handier, its functions
-are imported from the file. Shared libraries and programs are built with gcc in tmp_path;
-the glibc parser is cross-checked against readelf and objdump on Debian's libR.so and
-libstdc++.so.6.
+The tool runs as a subprocess (`python3 lambda_pkgtool ...`, the way the role runs it) and,
+where handier, its functions are imported from its modules. The glibc family it must never
+bundle and Lambda's size limits are the role's (defaults/main.yml), passed as the role
+passes them. Shared libraries and programs are built with gcc in tmp_path; the glibc parser
+is cross-checked against readelf and objdump on Debian's libR.so and libstdc++.so.6.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -21,22 +21,32 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+# The tool's modules, imported from the folder that holds the tool (as on the build host).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles/lambda_package/files"))
+from lambda_pkgtool.closure import compile_excludes, is_excluded, parse_ldd_output
+from lambda_pkgtool.elf import ElfReader, read_file_versions, version_needs
+from lambda_pkgtool.glibc import newest, version_key
+
 REPO = Path(__file__).resolve().parents[2]
-TOOL = REPO / "roles" / "lambda_package" / "files" / "lambda_pkgtool.py"
+ROLE = REPO / "roles" / "lambda_package"
+TOOL = ROLE / "files" / "lambda_pkgtool"
+ROLE_DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+# The role's list of libraries never bundled, as the role's closure task passes it.
+ROLE_EXCLUDES = [f"--exclude={p}" for p in ROLE_DEFAULTS["lambda_package_exclude_libs"]]
 LIBR = Path("/usr/lib/R/lib/libR.so")
 LAPACK_MODULE = Path("/usr/lib/R/modules/lapack.so")
 LIBSTDCXX = Path("/usr/lib/x86_64-linux-gnu/libstdc++.so.6")
 # The interpreter that runs the tool, e.g. a python3.9 like Amazon Linux 2023's.
 TOOL_PYTHON = os.environ.get("LAMBDA_PKGTOOL_PYTHON", sys.executable)
 
-# Written out here, independently of the tool's own exclude patterns.
+# Written out here, independently of the role's exclude patterns.
 GLIBC_FAMILY = {
     "linux-vdso.so.1",
     "ld-linux-x86-64.so.2",
@@ -53,17 +63,6 @@ GLIBC_FAMILY = {
     "libnsl.so.1",
 }
 
-
-def load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lambda_pkgtool", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pkgtool = load_tool()
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="builds ELF files with gcc")
 needs_r = pytest.mark.skipif(not LIBR.is_file(), reason="needs Debian's R (r-base-core)")
@@ -154,6 +153,11 @@ def ldd_sonames(path: Path) -> set[str]:
     return {line.split()[0].rsplit("/", 1)[-1] for line in output.stdout.splitlines()}
 
 
+def run_closure(root: Path, *args: str | Path) -> Run:
+    """closure of root into root/lib, excluding what the role excludes (the glibc family)."""
+    return run_tool("closure", "--root", root, "--lib-dir", root / "lib", *ROLE_EXCLUDES, *args)
+
+
 def copied_sonames(run: Run) -> list[str]:
     return [item["soname"] for item in run.out["copied"]]
 
@@ -208,7 +212,7 @@ def test_parse_ldd_output_classifies_every_kind_of_line() -> None:
         "./p: ./libv.so: no version information available (required by ./p)\n"
     )
 
-    report = pkgtool.parse_ldd_output(text)
+    report = parse_ldd_output(text)
 
     assert report.resolved == {"libfoo.so.1": "/opt/my libs/libfoo.so.1"}
     assert report.missing == ["libgone.so.2"]
@@ -220,7 +224,7 @@ def test_parse_ldd_output_classifies_every_kind_of_line() -> None:
     ]
     assert report.warnings == ["./p: ./libv.so: no version information available (required by ./p)"]
     assert not report.static
-    assert pkgtool.parse_ldd_output("\tstatically linked\n").static
+    assert parse_ldd_output("\tstatically linked\n").static
 
 
 @needs_r
@@ -230,7 +234,7 @@ def test_closure_of_libr_copies_exactly_its_non_glibc_dependencies(tmp_path: Pat
     shutil.copy(LIBR, root / "R" / "lib" / "libR.so")
     expected = ldd_sonames(LIBR) - GLIBC_FAMILY
 
-    run = run_tool("closure", "--root", root, "--lib-dir", root / "lib")
+    run = run_closure(root)
 
     assert run.code == 0, run.err
     assert set(copied_sonames(run)) == expected
@@ -256,9 +260,7 @@ def test_closure_keeps_in_package_libr_and_copies_lapack_fortran_runtime(tmp_pat
     shutil.copy(LAPACK_MODULE, root / "R" / "modules" / "lapack.so")
     expected = ldd_sonames(LAPACK_MODULE) - GLIBC_FAMILY - {"libR.so"}
 
-    run = run_tool(
-        "closure", "--root", root, "--lib-dir", root / "lib", "--search-dir", root / "R" / "lib"
-    )
+    run = run_closure(root, "--search-dir", root / "R" / "lib")
 
     assert run.code == 0, run.err
     assert set(copied_sonames(run)) == expected
@@ -274,7 +276,7 @@ def test_closure_reaches_transitive_dependencies_and_the_program_runs_from_them(
     root = tmp_path / "pkg"
     program = build_foo_program(root / "bin" / "prog", libs)
 
-    run = run_tool("closure", "--root", root, "--lib-dir", root / "lib")
+    run = run_closure(root)
     shutil.rmtree(libs.ext)
     env = {**os.environ, "LD_LIBRARY_PATH": str(root / "lib")}
     ran = subprocess.run([str(program)], env=env, check=False)
@@ -303,7 +305,7 @@ def test_closure_fixed_point_resolves_a_library_missing_until_a_copy_exists(
     ).stdout
     assert re.search(r"libbar\.so => not found", before)
 
-    run = run_tool("closure", "--root", root, "--lib-dir", root / "lib")
+    run = run_closure(root)
 
     assert run.code == 0, run.err
     assert copied_sonames(run) == ["libbar.so", "libfoo.so"]
@@ -322,7 +324,7 @@ def test_closure_exits_3_naming_the_file_and_the_missing_soname(tmp_path: Path) 
         "-lgone",
     )
 
-    run = run_tool("closure", "--root", root, "--lib-dir", root / "lib")
+    run = run_closure(root)
 
     assert run.code == 3
     assert run.out["not_found"] == [{"file": "bin/prog", "soname": "libgone.so"}]
@@ -342,7 +344,7 @@ def test_closure_accepts_a_missing_soname_that_a_package_file_provides(tmp_path:
         "-linpkg",
     )
 
-    run = run_tool("closure", "--root", root, "--lib-dir", root / "lib")
+    run = run_closure(root)
 
     assert run.code == 0, run.err
     assert run.out["copied"] == []
@@ -364,7 +366,7 @@ def test_closure_warns_when_it_copies_a_library_the_package_already_has(tmp_path
         runpath(host.parent),
     )
 
-    run = run_tool("closure", "--root", root, "--lib-dir", root / "lib")
+    run = run_closure(root)
 
     assert run.code == 0, run.err
     assert copied_sonames(run) == ["libdup.so"]
@@ -374,13 +376,23 @@ def test_closure_warns_when_it_copies_a_library_the_package_already_has(tmp_path
     ) in run.err
 
 
+def test_the_roles_exclude_list_is_the_glibc_family_and_spares_what_must_be_bundled() -> None:
+    excludes = compile_excludes(ROLE_DEFAULTS["lambda_package_exclude_libs"])
+    # libcrypt is libxcrypt today, not glibc; the others come with R, rpy2 or gcc.
+    bundled = ["libR.so", "libz.so.1", "libstdc++.so.6", "libgcc_s.so.1", "libgfortran.so.5",
+               "libquadmath.so.0", "libcrypt.so.1", "libtirpc.so.3", "libpcre2-8.so.0"]
+
+    assert [name for name in sorted(GLIBC_FAMILY) if not is_excluded(name, excludes)] == []
+    assert [name for name in bundled if is_excluded(name, excludes)] == []
+
+
 @needs_gcc
-def test_closure_exclude_adds_to_the_glibc_defaults(tmp_path: Path) -> None:
+def test_closure_never_copies_a_soname_an_exclude_pattern_matches(tmp_path: Path) -> None:
     libs = build_foo_bar(tmp_path, foo_runpath=True)
     root = tmp_path / "pkg"
     build_foo_program(root / "bin" / "prog", libs)
 
-    run = run_tool("closure", "--root", root, "--lib-dir", root / "lib", "--exclude", r"libbar\.so")
+    run = run_closure(root, "--exclude", r"libbar\.so")
 
     assert run.code == 0, run.err
     assert copied_sonames(run) == ["libfoo.so"]
@@ -389,12 +401,25 @@ def test_closure_exclude_adds_to_the_glibc_defaults(tmp_path: Path) -> None:
 
 
 @needs_gcc
-def test_closure_dry_run_reports_the_copies_and_writes_nothing(tmp_path: Path) -> None:
+def test_closure_excludes_only_what_it_is_told_to(tmp_path: Path) -> None:
     libs = build_foo_bar(tmp_path, foo_runpath=True)
     root = tmp_path / "pkg"
     build_foo_program(root / "bin" / "prog", libs)
 
     run = run_tool("closure", "--root", root, "--lib-dir", root / "lib", "--dry-run")
+
+    assert run.code == 0, run.err
+    assert {"libbar.so", "libfoo.so", "libc.so.6"} <= set(copied_sonames(run))
+    assert run.out["exclude_patterns"] == []
+
+
+@needs_gcc
+def test_closure_dry_run_reports_the_copies_and_writes_nothing(tmp_path: Path) -> None:
+    libs = build_foo_bar(tmp_path, foo_runpath=True)
+    root = tmp_path / "pkg"
+    build_foo_program(root / "bin" / "prog", libs)
+
+    run = run_closure(root, "--dry-run")
 
     assert run.code == 0, run.err
     assert copied_sonames(run) == ["libbar.so", "libfoo.so"]
@@ -434,7 +459,7 @@ def test_version_needs_parser_matches_readelf_and_objdump(path: Path) -> None:
     if not path.is_file():
         pytest.skip(f"{path} is not installed")
 
-    info = pkgtool.read_file_versions(path, path.name)
+    info = read_file_versions(path, path.name)
     parsed = [(need.library, need.version, need.index) for need in info.needs]
     symbols = {
         f"{symbol}@{version}"
@@ -505,16 +530,16 @@ NEEDS = st.lists(
 def test_version_needs_parser_reads_elf32_elf64_little_and_big_endian(
     is64: bool, big: bool, needs: list[tuple[str, list[str]]]
 ) -> None:
-    elf = pkgtool.ElfReader(io.BytesIO(synthetic_elf(is64, big, needs)), "synthetic")
+    elf = ElfReader(io.BytesIO(synthetic_elf(is64, big, needs)), "synthetic")
 
-    parsed = [(need.library, need.version) for need in pkgtool.version_needs(elf)]
+    parsed = [(need.library, need.version) for need in version_needs(elf)]
 
     assert parsed == [(library, version) for library, versions in needs for version in versions]
 
 
 def test_glibc_versions_compare_numerically() -> None:
-    assert pkgtool.newest(["2.9", "2.10", "2.2.5"]) == "2.10"
-    assert pkgtool.version_key("2.2.5") < pkgtool.version_key("2.3")
+    assert newest(["2.9", "2.10", "2.2.5"]) == "2.10"
+    assert version_key("2.2.5") < version_key("2.3")
 
 
 @pytest.fixture
@@ -529,7 +554,7 @@ def needs_memcpy_2_14(tmp_path: Path) -> Path:
         "void copy(char *d, const char *s, unsigned long n) { memcpy(d, s, n); }\n",
         shared=True,
     )
-    if "memcpy" not in pkgtool.read_file_versions(lib, "x").symbols.get("GLIBC_2.14", []):
+    if "memcpy" not in read_file_versions(lib, "x").symbols.get("GLIBC_2.14", []):
         pytest.skip("memcpy is not versioned GLIBC_2.14 on this architecture")
     return root
 
@@ -572,7 +597,7 @@ def test_glibc_gate_on_libr_passes_high_and_fails_below_its_real_need(tmp_path: 
     (root / "R" / "lib").mkdir(parents=True)
     shutil.copy(LIBR, root / "R" / "lib" / "libR.so")
     versions = [v for _, v, _ in readelf_needs(LIBR) if re.fullmatch(r"GLIBC_[\d.]+", v)]
-    real = max((v.split("_", 1)[1] for v in versions), key=pkgtool.version_key)
+    real = max((v.split("_", 1)[1] for v in versions), key=version_key)
 
     passing = run_tool("glibc", "--root", root, "--max-version", "99.0")
     failing = run_tool("glibc", "--root", root, "--max-version", "2.0")
@@ -831,6 +856,11 @@ def test_split_refuses_a_function_file_that_is_not_there(tmp_path: Path) -> None
 # --------------------------------------------------------------------------- sizes
 
 
+# The role's size gate: Lambda's direct-upload and unzipped limits, as the role passes them.
+ROLE_MAX_ZIP = str(ROLE_DEFAULTS["lambda_package_max_zip_bytes"])
+ROLE_MAX_UNZIPPED = str(ROLE_DEFAULTS["lambda_package_max_unzipped_bytes"])
+
+
 def write_zip(path: Path, size: int, random: bool) -> Path:
     data = os.urandom(size) if random else bytes(size)
     method = zipfile.ZIP_STORED if random else zipfile.ZIP_DEFLATED
@@ -842,20 +872,26 @@ def write_zip(path: Path, size: int, random: bool) -> Path:
 def test_sizes_gate_passes_within_the_lambda_limits(tmp_path: Path) -> None:
     package = write_zip(tmp_path / "small.zip", 3 * 2**20, random=False)
 
-    run = run_tool("sizes", "--zip", package)
+    run = run_tool(
+        "sizes", "--zip", package,
+        "--max-zip-bytes", ROLE_MAX_ZIP, "--max-unzipped-bytes", ROLE_MAX_UNZIPPED,
+    )
 
     assert run.code == 0, run.err
     assert run.out["ok"] is True
     assert run.out["unzipped_bytes"] == 3 * 2**20
     assert run.out["zip_bytes"] == package.stat().st_size
     assert run.out["file_count"] == 1
-    assert (run.out["max_zip_bytes"], run.out["max_unzipped_bytes"]) == (52428800, 262144000)
+    assert (run.out["max_zip_bytes"], run.out["max_unzipped_bytes"]) == (50 * 2**20, 250 * 2**20)
 
 
 def test_sizes_gate_fails_with_exit_5_naming_the_zipped_limit(tmp_path: Path) -> None:
     package = write_zip(tmp_path / "big.zip", 3 * 2**19, random=True)  # 1.5 MB stored
 
-    run = run_tool("sizes", "--zip", package, "--max-zip-bytes", str(2**20))
+    run = run_tool(
+        "sizes", "--zip", package,
+        "--max-zip-bytes", str(2**20), "--max-unzipped-bytes", ROLE_MAX_UNZIPPED,
+    )
 
     assert run.code == 5
     assert run.out["ok"] is False
@@ -868,7 +904,10 @@ def test_sizes_gate_fails_with_exit_5_naming_the_zipped_limit(tmp_path: Path) ->
 def test_sizes_gate_fails_with_exit_5_naming_the_unzipped_limit(tmp_path: Path) -> None:
     package = write_zip(tmp_path / "sparse.zip", 3 * 2**20, random=False)
 
-    run = run_tool("sizes", "--zip", package, "--max-unzipped-bytes", str(2 * 2**20))
+    run = run_tool(
+        "sizes", "--zip", package,
+        "--max-zip-bytes", ROLE_MAX_ZIP, "--max-unzipped-bytes", str(2 * 2**20),
+    )
 
     assert run.code == 5
     assert error_line(run) == (
