@@ -10,7 +10,7 @@ handler's usual source: MODEL_PATH, bundled, or S3) and prints
 
 - ``python_modules``: the entries of sys.modules from outside the standard library
   that importing the handler and predicting added (e.g. rpy2.*, _cffi_backend and
-  rpy2's compiled _rinterface_cffi_api; not the handler itself, not what the
+  rpy2's compiled _rinterface_cffi_api; not the handler's own modules, not what the
   interpreter's site setup had loaded already).
 - ``r_namespaces``: R's loadedNamespaces() after that prediction.
 
@@ -64,13 +64,18 @@ def report() -> dict:
     import handler  # found through the sys.path entry above
 
     handler.admit_probability(800, 4, 1)
+    handler_dir = os.path.dirname(_location(handler))
     added = sorted(
         name
         for name in list(sys.modules)
-        if name not in before and name != "handler" and not _is_standard(name, stdlib_dirs)
+        if name not in before
+        and not _is_standard(name, stdlib_dirs)
+        and os.path.dirname(_location(sys.modules[name])) != handler_dir
     )
-    ri = handler._start_r()
-    with handler._LOCK:
+    import admission_r_session
+
+    ri = admission_r_session.start_r()  # the R the prediction started
+    with admission_r_session.R_LOCK:
         namespaces = sorted(ri.baseenv["loadedNamespaces"]())
     return {"python_modules": added, "r_namespaces": namespaces}
 
