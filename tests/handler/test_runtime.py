@@ -1,5 +1,6 @@
 """Process-level behaviour, each in a fresh interpreter: lazy imports, no R subprocesses,
-the packaged R_HOME, the packaged-check runner and the benchmark script."""
+the packaged R_HOME, the packaged-check runner, and the tools that measure the handler
+(bench/bench_predict.py, tools/report_runtime_deps.py)."""
 
 import json
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from handler_support import HANDLER_DIR, TrainedModel, r_eval, shipped_handler_files
+from handler_support import HANDLER_DIR, REPO, TrainedModel, r_eval, shipped_handler_files
 
 AUDIT_CHILD = textwrap.dedent(
     """
@@ -290,10 +291,10 @@ def test_run_checks_fails_when_there_is_nothing_to_run(tmp_path: Path) -> None:
 
 
 def test_bench_predict_prints_one_json_object(trained_model: TrainedModel, r_home: str) -> None:
-    bench = [str(HANDLER_DIR / "bench_predict.py"), "--calls", "5", "--batch-size", "10"]
+    bench = [str(REPO / "bench" / "bench_predict.py"), "--calls", "5", "--batch-size", "10"]
     done = subprocess.run(
         [sys.executable, *bench, "--batch-repeats", "2"],
-        env=_child_env(trained_model.trimmed, R_HOME=r_home),
+        env=_child_env(trained_model.trimmed, R_HOME=r_home, PYTHONPATH=str(HANDLER_DIR)),
         capture_output=True,
         text=True,
         timeout=120,
@@ -321,8 +322,8 @@ def test_report_runtime_deps_lists_what_one_prediction_loads(
     trained_model: TrainedModel, r_home: str
 ) -> None:
     done = subprocess.run(
-        [sys.executable, str(HANDLER_DIR / "report_runtime_deps.py")],
-        env=_child_env(trained_model.trimmed, R_HOME=r_home),
+        [sys.executable, str(REPO / "tools" / "report_runtime_deps.py")],
+        env=_child_env(trained_model.trimmed, R_HOME=r_home, PYTHONPATH=str(HANDLER_DIR)),
         capture_output=True,
         text=True,
         timeout=120,

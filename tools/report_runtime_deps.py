@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Print what one prediction needs at run time, as JSON (standard library + handler).
 
-    python3 report_runtime_deps.py
+    PYTHONPATH=DIR python3 report_runtime_deps.py
 
-Imports the handler, makes one prediction (which starts R and reads the model from the
+DIR holds the handler: a package's root or the repository's handler/. Imports the
+handler, makes one prediction (which starts R and reads the model from the
 handler's usual source: MODEL_PATH, bundled, or S3) and prints
 
     {"python_modules": [...], "r_namespaces": [...]}
@@ -23,9 +24,6 @@ import json
 import os
 import sys
 import sysconfig
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 
 def _stdlib_dirs() -> list:
@@ -61,7 +59,7 @@ def _is_standard(name: str, stdlib_dirs: list) -> bool:
 def report() -> dict:
     stdlib_dirs = _stdlib_dirs()
     before = set(sys.modules)
-    import handler  # found through the sys.path entry above
+    import handler  # found through PYTHONPATH
 
     handler.admit_probability(800, 4, 1)
     handler_dir = os.path.dirname(_location(handler))
