@@ -6,7 +6,7 @@ predict through ``stats::predict`` on an R data frame built for each call. It ex
 the benchmark calls, so the baseline is measured exactly as the project's handler is:
 ``lambda_handler`` for a direct call (through Lambda's runtime client, bench/in_host.py
 cold), ``admit_probability``, ``admit_probabilities`` and ``get_model`` (warm figures,
-handler/bench_predict.py).
+bench/bench_predict.py).
 """
 
 import os

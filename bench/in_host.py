@@ -15,7 +15,7 @@ that ran, init_s (process start to the first GET /next), first_invoke_s (that ev
 handed out to its answer posted), first_prediction_s (their sum: process start to the
 first prediction) and peak_rss_mb (the client's VmHWM after that answer).
 
-warm: handler/bench_predict.py run as nobody with Lambda's environment (BENCH_HANDLER
+warm: bench/bench_predict.py run as nobody with Lambda's environment (BENCH_HANDLER
 names the module): single-call median of --calls calls, median of 5 batches; with
 --model, of that model (MODEL_PATH) instead of the package's.
 

@@ -13,7 +13,7 @@ Runs, on the local platform:
    read-only at /var/task, awslambdaric unpacked at /var/runtime. Cold starts go through
    Lambda's runtime client (lambda_invoke.py: process start to the first prediction, and
    the client's peak RSS), the two packages taking turns; then the warm latencies
-   (handler/bench_predict.py with Lambda's environment), and the project's handler warm
+   (bench/bench_predict.py with Lambda's environment), and the project's handler warm
    with each kind of admission model (tests/handler/fit_models.R: the 2017 model, factor
    or numeric rank, other links, interactions...), the path each takes (direct or predict).
 4. the local endpoint (role local_function's front, files/local_function.py): the project's
@@ -61,7 +61,7 @@ PKGTOOL = REPO / "roles" / "lambda_package" / "files" / "lambda_pkgtool"
 STAND_IN_TOOLS = (
     REPO / "bench" / "in_host.py",
     REPO / "roles" / "package_test" / "files" / "lambda_invoke.py",
-    REPO / "handler" / "bench_predict.py",
+    REPO / "bench" / "bench_predict.py",
 )
 LABEL = "r-lambda.run_id"  # local_hosts_label: the reaper finds what an interrupted run left
 MEMORY = "128m"  # Lambda's smallest memory size

@@ -17,6 +17,8 @@ import sys
 import textwrap
 import unittest
 
+import admission_r_session
+
 import handler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -55,8 +57,8 @@ function(model, gre, gpa, rank) {
 def _r_predict(applicants: list) -> list:
     """R's own predict(readRDS(model), data.frame(gre, gpa, rank), type = "response"),
     rank given as the model was fitted with it (a number, or a factor of its levels)."""
-    ri = handler._start_r()
-    with handler._LOCK:
+    ri = admission_r_session.start_r()
+    with admission_r_session.R_LOCK:
         model = ri.baseenv["readRDS"](ri.StrSexpVector([handler.get_model().source]))
         predict = ri.baseenv["eval"](ri.parse(_R_PREDICT))
         columns = [
@@ -156,7 +158,7 @@ class PackageTest(unittest.TestCase):
         os.unlink(probe.name)
 
     def test_r_starts_without_running_r_or_rscript(self) -> None:
-        if not (os.environ.get("R_HOME") or handler.packaged_r_home()):
+        if not (os.environ.get("R_HOME") or admission_r_session.packaged_r_home()):
             self.skipTest("neither R_HOME nor a packaged R/ is set: rpy2 would ask `R RHOME`")
         child = textwrap.dedent(
             """

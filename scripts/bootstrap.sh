@@ -28,9 +28,9 @@ fi
 # podman on this kind of host needs runc (crun fails under hybrid cgroups) and no
 # default ulimits. A drop-in keeps the distribution's own containers.conf intact.
 conf_dir=/etc/containers/containers.conf.d
-if ! cmp -s platform/containers.conf "$conf_dir/50-r-lambda.conf" 2>/dev/null; then
+if ! cmp -s podman/containers.conf "$conf_dir/50-r-lambda.conf" 2>/dev/null; then
   log "installing podman settings in $conf_dir/50-r-lambda.conf"
-  install -D -m 0644 platform/containers.conf "$conf_dir/50-r-lambda.conf"
+  install -D -m 0644 podman/containers.conf "$conf_dir/50-r-lambda.conf"
 fi
 
 stamp=.venv/.requirements.sha256

@@ -20,6 +20,7 @@ from handler_support import (
     VENV_BIN,
     ModelObject,
     TrainedModel,
+    admission_model_source,
     handler,
     r_eval,
     r_string,
@@ -138,7 +139,8 @@ def s3_model(
     client.put_object(Bucket=bucket, Key=key, Body=body)
     cache_dir = tmp_path / "cache"
     monkeypatch.delenv("MODEL_PATH")
-    monkeypatch.setattr(handler, "BUNDLED_MODEL", str(tmp_path / "no-bundled-model.rds"))
+    no_bundled_model = str(tmp_path / "no-bundled-model.rds")
+    monkeypatch.setattr(admission_model_source, "BUNDLED_MODEL", no_bundled_model)
     monkeypatch.setenv("MODEL_BUCKET", bucket)
     monkeypatch.setenv("MODEL_KEY", key)
     monkeypatch.setenv("MODEL_CACHE_DIR", str(cache_dir))

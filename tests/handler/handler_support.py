@@ -7,10 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[2]
 HANDLER_DIR = REPO / "handler"
 TRAIN_R = HANDLER_DIR / "model" / "train.R"
 TRAINING_CSV = HANDLER_DIR / "model" / "binary.csv"
+LAMBDA_PACKAGE_DEFAULTS = REPO / "roles" / "lambda_package" / "defaults" / "main.yml"
 
 # The published glm (UCLA admissions), rounded to six decimals as published.
 PUBLISHED_COEFFICIENTS = {
@@ -26,7 +29,14 @@ VENV_BIN = Path(sys.executable).parent
 if str(HANDLER_DIR) not in sys.path:
     sys.path.insert(0, str(HANDLER_DIR))
 
-import handler  # noqa: E402  (needs the sys.path entry above)
+# The handler and its sibling modules (found through the sys.path entry above, as in a
+# package's root); F401: the tests import them from here.
+import admission_model_source  # noqa: E402, F401
+import admission_predictor  # noqa: E402, F401
+import admission_r_session  # noqa: E402
+import admission_requests  # noqa: E402, F401
+
+import handler  # noqa: E402, F401
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -55,13 +65,19 @@ class ModelObject:
     cache_dir: Path
 
 
+def shipped_handler_files() -> list[str]:
+    """The handler files a package holds in its root (lambda_package_handler_files)."""
+    defaults = yaml.safe_load(LAMBDA_PACKAGE_DEFAULTS.read_text())
+    return defaults["lambda_package_handler_files"]
+
+
 def run_train(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["Rscript", str(TRAIN_R), *args], cwd=cwd, capture_output=True, text=True, timeout=60
     )
 
 
-# The handler starts R with no package attached (handler.R_STARTUP_ENV); test code
+# The handler starts R with no package attached (admission_r_session.R_STARTUP_ENV); test code
 # written as at an R prompt (coef, predict, read.csv, mtcars) needs these.
 TEST_R_PACKAGES = ("utils", "stats", "datasets")
 _attached = False
@@ -70,8 +86,8 @@ _attached = False
 def r_eval(code: str) -> Any:
     """Evaluate R code in the handler's embedded R (started if needed), as at a prompt."""
     global _attached
-    ri = handler._start_r()
-    with handler._LOCK:
+    ri = admission_r_session.start_r()
+    with admission_r_session.R_LOCK:
         if not _attached:
             for package in TEST_R_PACKAGES:
                 ri.baseenv["library"](ri.StrSexpVector([package]))
@@ -88,8 +104,8 @@ def r_predict(
     ``rank_as`` says how the model expects rank: ``numeric``, ``character``, or
     ``factor``/``ordered`` with the levels the model records (model$xlevels$rank).
     """
-    ri = handler._start_r()
-    with handler._LOCK:
+    ri = admission_r_session.start_r()
+    with admission_r_session.R_LOCK:
         stats = ri.baseenv["getNamespace"](ri.StrSexpVector(["stats"]))
         rank: Any = ri.FloatSexpVector([float(a["rank"]) for a in applicants])
         if rank_as != "numeric":
@@ -111,8 +127,8 @@ def r_predict(
 
 def r_read_model(path: Path) -> Any:
     """The model as R's readRDS gives it: a separate object from the handler's own."""
-    ri = handler._start_r()
-    with handler._LOCK:
+    ri = admission_r_session.start_r()
+    with admission_r_session.R_LOCK:
         return ri.baseenv["readRDS"](ri.StrSexpVector([str(path)]))
 
 

@@ -6,7 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handler_support import CORS, OK, Ctx, TrainedModel, handler, r_eval, r_string
+from handler_support import (
+    CORS,
+    OK,
+    Ctx,
+    TrainedModel,
+    admission_model_source,
+    handler,
+    r_eval,
+    r_string,
+)
 
 
 def _v1(method: str, body: Any = None, query: Any = None, b64: bool = False) -> dict[str, Any]:
@@ -163,13 +172,13 @@ def test_model_is_loaded_once_per_process(
     fresh_model_cache: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads = []
-    read_model = handler._read_model
+    read_model = admission_model_source.read_model
 
     def counting_read(rinterface: Any, path: str) -> Any:
         reads.append(path)
         return read_model(rinterface, path)
 
-    monkeypatch.setattr(handler, "_read_model", counting_read)
+    monkeypatch.setattr(admission_model_source, "read_model", counting_read)
     for _ in range(3):
         handler.lambda_handler(OK, Ctx())
     handler.lambda_handler(BATCH, Ctx())
@@ -307,7 +316,7 @@ def test_a_failed_load_is_retried_at_the_next_invocation(
     tmp_path: Path,
     expected: dict[str, Any],
 ) -> None:
-    trained = handler.model_source().path
+    trained = admission_model_source.model_source().path
     _use_model_file(monkeypatch, tmp_path / "missing.rds")
     assert handler.lambda_handler(_v1("POST", json.dumps(OK)), Ctx())["statusCode"] == 500
     monkeypatch.setenv("MODEL_PATH", str(trained))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from handler_support import (
     TrainedModel,
+    admission_predictor,
     bits,
     handler,
     r_predict,
@@ -68,7 +69,7 @@ def _one_row_predictions(model: Any, applicants: list[dict[str, Any]]) -> list[f
 
 def test_the_trained_model_is_predicted_directly() -> None:
     model = handler.get_model()
-    assert model.method == handler.DIRECT
+    assert model.method == admission_predictor.DIRECT
     assert model.unmatched == ()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handler_support import HANDLER_DIR, OK, Ctx, ModelObject, handler
+from handler_support import HANDLER_DIR, OK, Ctx, ModelObject, admission_model_source, handler
 
 
 def _cache_listing(cache_dir: Path) -> list[str]:
@@ -31,30 +31,34 @@ def test_model_path_wins_over_a_bundled_model(
 ) -> None:
     bundled = tmp_path / "admission.rds"
     bundled.write_bytes(b"bundled")
-    monkeypatch.setattr(handler, "BUNDLED_MODEL", str(bundled))
+    monkeypatch.setattr(admission_model_source, "BUNDLED_MODEL", str(bundled))
     monkeypatch.setenv("MODEL_PATH", "/models/chosen.rds")
     monkeypatch.setenv("MODEL_BUCKET", "ignored")
-    assert handler.model_source() == handler.ModelSource(path="/models/chosen.rds")
+    assert admission_model_source.model_source() == admission_model_source.ModelSource(
+        path="/models/chosen.rds"
+    )
 
 
 def test_bundled_model_wins_over_s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     bundled = tmp_path / "admission.rds"
     bundled.write_bytes(b"bundled")
-    monkeypatch.setattr(handler, "BUNDLED_MODEL", str(bundled))
+    monkeypatch.setattr(admission_model_source, "BUNDLED_MODEL", str(bundled))
     monkeypatch.delenv("MODEL_PATH")
     monkeypatch.setenv("MODEL_BUCKET", "ignored")
-    assert handler.model_source() == handler.ModelSource(path=str(bundled))
+    assert admission_model_source.model_source() == admission_model_source.ModelSource(
+        path=str(bundled)
+    )
 
 
 def test_no_model_setting_is_an_error_naming_the_variables(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_model_cache: None
 ) -> None:
     """No default bucket: a function with no model configured says what to set."""
-    monkeypatch.setattr(handler, "BUNDLED_MODEL", str(tmp_path / "absent.rds"))
+    monkeypatch.setattr(admission_model_source, "BUNDLED_MODEL", str(tmp_path / "absent.rds"))
     for name in ("MODEL_PATH", "MODEL_BUCKET", "MODEL_KEY"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(handler.ModelUnavailable) as caught:
-        handler.model_source()
+        admission_model_source.model_source()
     assert caught.value.message == (
         "no model is configured: set MODEL_PATH, bundle admission.rds next to handler.py, "
         "or set MODEL_BUCKET, MODEL_KEY and MODEL_SHA256"
@@ -62,36 +66,38 @@ def test_no_model_setting_is_an_error_naming_the_variables(
     response = handler.lambda_handler({"httpMethod": "POST", "body": json.dumps(OK)}, Ctx())
     assert response["statusCode"] == 500
     monkeypatch.setenv("MODEL_BUCKET", "my-models")
-    assert handler.model_source() == handler.ModelSource(bucket="my-models", key="admission.rds")
+    assert admission_model_source.model_source() == admission_model_source.ModelSource(
+        bucket="my-models", key="admission.rds"
+    )
     monkeypatch.setenv("MODEL_KEY", "prod/admission-v2.rds")
-    assert handler.model_source() == handler.ModelSource(
+    assert admission_model_source.model_source() == admission_model_source.ModelSource(
         bucket="my-models", key="prod/admission-v2.rds"
     )
 
 
 def test_cache_file_is_per_object_under_model_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODEL_CACHE_DIR", "/var/cache/models")
-    first = handler.cache_path("bucket", "v1/admission.rds")
+    first = admission_model_source.cache_path("bucket", "v1/admission.rds")
     assert os.path.dirname(first) == "/var/cache/models"
     assert first.endswith("-admission.rds")
-    assert first != handler.cache_path("bucket", "v2/admission.rds")
-    assert first != handler.cache_path("other-bucket", "v1/admission.rds")
+    assert first != admission_model_source.cache_path("bucket", "v2/admission.rds")
+    assert first != admission_model_source.cache_path("other-bucket", "v1/admission.rds")
     monkeypatch.delenv("MODEL_CACHE_DIR")
-    assert os.path.dirname(handler.cache_path("b", "k")) == "/tmp/r-lambda-models"
+    assert os.path.dirname(admission_model_source.cache_path("b", "k")) == "/tmp/r-lambda-models"
 
 
 # ---------------------------------------------------------------------------- S3 cache
 
 
 def test_boto3_uses_aws_endpoint_url_without_code_support(s3_model: ModelObject) -> None:
-    assert handler._s3_client().meta.endpoint_url == os.environ["AWS_ENDPOINT_URL"]
+    assert admission_model_source._s3_client().meta.endpoint_url == os.environ["AWS_ENDPOINT_URL"]
 
 
 def test_model_is_downloaded_once_and_then_read_from_the_cache(
     s3_model: ModelObject, capsys: pytest.CaptureFixture
 ) -> None:
     first = _answer_probability()
-    cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
+    cached = Path(admission_model_source.cache_path(s3_model.bucket, s3_model.key))
     assert cached.read_bytes() == s3_model.body
     assert _cache_listing(s3_model.cache_dir) == [cached.name]
     assert stat.S_IMODE(s3_model.cache_dir.stat().st_mode) == 0o700
@@ -103,9 +109,9 @@ def test_model_is_downloaded_once_and_then_read_from_the_cache(
 
 
 def test_fetch_model_does_not_download_a_cached_object_again(s3_model: ModelObject) -> None:
-    path = handler.fetch_model(s3_model.bucket, s3_model.key)
+    path = admission_model_source.fetch_model(s3_model.bucket, s3_model.key)
     s3_model.client.delete_object(Bucket=s3_model.bucket, Key=s3_model.key)
-    assert handler.fetch_model(s3_model.bucket, s3_model.key) == path
+    assert admission_model_source.fetch_model(s3_model.bucket, s3_model.key) == path
 
 
 @pytest.mark.parametrize(
@@ -120,7 +126,7 @@ def test_fetch_model_does_not_download_a_cached_object_again(s3_model: ModelObje
 def test_corrupt_cached_file_is_replaced_by_a_fresh_download(
     s3_model: ModelObject, capsys: pytest.CaptureFixture, damage: Any
 ) -> None:
-    cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
+    cached = Path(admission_model_source.cache_path(s3_model.bucket, s3_model.key))
     cached.parent.mkdir(parents=True, mode=0o700)
     cached.write_bytes(damage(s3_model.body))
     assert round(_answer_probability(), 4) == 0.7384
@@ -131,7 +137,7 @@ def test_corrupt_cached_file_is_replaced_by_a_fresh_download(
 def test_corrupt_cache_recovery_is_logged(
     s3_model: ModelObject, capsys: pytest.CaptureFixture
 ) -> None:
-    cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
+    cached = Path(admission_model_source.cache_path(s3_model.bucket, s3_model.key))
     cached.parent.mkdir(parents=True, mode=0o700)
     cached.write_bytes(b"not an rds file")
     _answer_probability()
@@ -178,15 +184,16 @@ def test_s3_model_needs_its_sha256(s3_model: ModelObject, monkeypatch: pytest.Mo
 def test_model_file_with_another_sha256_is_refused(
     fresh_model_cache: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    model = Path(handler.model_source().path)
+    model = Path(admission_model_source.model_source().path)
     monkeypatch.setenv("MODEL_SHA256", "0" * 64)
     with pytest.raises(handler.ModelUnavailable) as caught:
         handler.get_model()
     assert caught.value.message == (
-        f"model file {model} has sha256 {handler.file_sha256(str(model))}, not MODEL_SHA256 "
-        f"{'0' * 64}: it is not the model this function was configured with, and is not loaded"
+        f"model file {model} has sha256 {admission_model_source.file_sha256(str(model))}, "
+        f"not MODEL_SHA256 {'0' * 64}: it is not the model this function was configured with, "
+        "and is not loaded"
     )
-    monkeypatch.setenv("MODEL_SHA256", handler.file_sha256(str(model)).upper())
+    monkeypatch.setenv("MODEL_SHA256", admission_model_source.file_sha256(str(model)).upper())
     assert round(handler.admit_probability(800, 4, 1), 4) == 0.7384
 
 
@@ -194,7 +201,7 @@ def test_model_file_with_another_sha256_is_refused(
 def test_cache_folder_others_may_enter_is_refused(s3_model: ModelObject, mode: int) -> None:
     s3_model.cache_dir.mkdir()
     s3_model.cache_dir.chmod(mode)
-    planted = Path(handler.cache_path(s3_model.bucket, s3_model.key))
+    planted = Path(admission_model_source.cache_path(s3_model.bucket, s3_model.key))
     planted.write_bytes(s3_model.body)  # even the right bytes: the folder is not private
     with pytest.raises(handler.ModelUnavailable) as caught:
         handler.get_model()
@@ -207,18 +214,18 @@ def test_expected_bucket_owner_is_sent_when_configured(
     s3_model: ModelObject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[dict] = []
-    client = handler._s3_client()
+    client = admission_model_source._s3_client()
     client.meta.events.register(
         "before-call.s3.GetObject", lambda params, **_: sent.append(dict(params["headers"]))
     )
-    monkeypatch.setattr(handler, "_s3_client", lambda: client)
+    monkeypatch.setattr(admission_model_source, "_s3_client", lambda: client)
     monkeypatch.setenv("MODEL_BUCKET_OWNER", "123456789012")
     assert round(handler.admit_probability(800, 4, 1), 4) == 0.7384
     assert sent[0]["x-amz-expected-bucket-owner"] == "123456789012"
 
 
 def test_leftover_partial_downloads_do_not_break_loading(s3_model: ModelObject) -> None:
-    cached = Path(handler.cache_path(s3_model.bucket, s3_model.key))
+    cached = Path(admission_model_source.cache_path(s3_model.bucket, s3_model.key))
     s3_model.cache_dir.mkdir(mode=0o700)
     fresh = s3_model.cache_dir / f".{cached.name}.abc123.part"  # maybe still being written
     stale = s3_model.cache_dir / f".{cached.name}.dead00.part"  # from a killed process
@@ -263,7 +270,7 @@ def test_concurrent_fetches_from_threads_leave_one_valid_file(s3_model: ModelObj
     def fetch() -> None:
         try:
             barrier.wait()
-            paths.append(handler.fetch_model(s3_model.bucket, s3_model.key))
+            paths.append(admission_model_source.fetch_model(s3_model.bucket, s3_model.key))
         except BaseException as exc:
             errors.append(exc)
 
@@ -283,9 +290,10 @@ def test_concurrent_fetches_from_processes_leave_one_valid_file(s3_model: ModelO
     child = (
         "import os, sys, time\n"
         f"sys.path.insert(0, {str(HANDLER_DIR)!r})\n"
-        "import boto3, handler\n"
+        "import boto3, admission_model_source\n"
         f"while not os.path.exists({str(start)!r}): time.sleep(0.005)\n"
-        "print(handler.fetch_model(os.environ['MODEL_BUCKET'], os.environ['MODEL_KEY']))\n"
+        "bucket, key = os.environ['MODEL_BUCKET'], os.environ['MODEL_KEY']\n"
+        "print(admission_model_source.fetch_model(bucket, key))\n"
     )
     children = [
         subprocess.Popen(

@@ -18,6 +18,7 @@ from handler_support import (
     HANDLER_DIR,
     TRAINING_CSV,
     Ctx,
+    admission_predictor,
     bits,
     handler,
     r_predict,
@@ -35,21 +36,21 @@ GRID = [
 
 # kind: (rank as the model expects it, path, unmatched checks of the direct design)
 SERVED = {
-    "2017": ("factor", handler.DIRECT, ()),
-    "factor_in_formula": ("numeric", handler.DIRECT, ()),
-    "numeric_rank": ("numeric", handler.DIRECT, ()),
-    "reordered": ("factor", handler.DIRECT, ()),
-    "probit": ("factor", handler.DIRECT, ()),
-    "lm": ("factor", handler.DIRECT, ()),
-    "no_intercept": ("factor", handler.DIRECT, ()),
-    "three_ranks": ("factor", handler.DIRECT, ()),
-    "character_rank": ("character", handler.DIRECT, ()),
-    "interaction": ("factor", handler.PREDICT, ("interactions",)),
-    "rank_by_gpa": ("factor", handler.PREDICT, ("interactions",)),
-    "spline": ("factor", handler.PREDICT, ("terms",)),
-    "poly": ("factor", handler.PREDICT, ("terms",)),
-    "offset": ("factor", handler.PREDICT, ("offset",)),
-    "ordered_rank": ("ordered", handler.PREDICT, ("terms",)),
+    "2017": ("factor", admission_predictor.DIRECT, ()),
+    "factor_in_formula": ("numeric", admission_predictor.DIRECT, ()),
+    "numeric_rank": ("numeric", admission_predictor.DIRECT, ()),
+    "reordered": ("factor", admission_predictor.DIRECT, ()),
+    "probit": ("factor", admission_predictor.DIRECT, ()),
+    "lm": ("factor", admission_predictor.DIRECT, ()),
+    "no_intercept": ("factor", admission_predictor.DIRECT, ()),
+    "three_ranks": ("factor", admission_predictor.DIRECT, ()),
+    "character_rank": ("character", admission_predictor.DIRECT, ()),
+    "interaction": ("factor", admission_predictor.PREDICT, ("interactions",)),
+    "rank_by_gpa": ("factor", admission_predictor.PREDICT, ("interactions",)),
+    "spline": ("factor", admission_predictor.PREDICT, ("terms",)),
+    "poly": ("factor", admission_predictor.PREDICT, ("terms",)),
+    "offset": ("factor", admission_predictor.PREDICT, ("offset",)),
+    "ordered_rank": ("ordered", admission_predictor.PREDICT, ("terms",)),
 }
 REFUSED = {
     "extra_variable": "the model uses variable 'gender', which the handler cannot supply",
@@ -95,7 +96,7 @@ def test_served_model_predicts_the_bits_of_r_predict_single_and_batch(
     model = handler.get_model()
     assert (model.method, model.unmatched) == (method, unmatched)
     logged = capsys.readouterr().out
-    if method == handler.PREDICT:
+    if method == admission_predictor.PREDICT:
         assert f'"event":"model_predicts_with_predict","path":"{path}"' in logged
     else:
         assert logged == ""
@@ -152,7 +153,7 @@ def test_check_model_command_reports_the_path_a_model_takes(fitted: Path) -> Non
     done = _check_model(fitted / "spline.rds")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["method"] == handler.PREDICT
+    assert report["method"] == admission_predictor.PREDICT
     assert report["kind"] == "glm binomial(logit)"
     assert report["ranks"] == [1, 2, 3, 4]
     assert report["warm_call_ms"] > 0

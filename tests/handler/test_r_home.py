@@ -1,16 +1,17 @@
 """Where the handler looks for its R: next to itself (one zip), else in a layer (/opt/R)."""
 
+import os
 from pathlib import Path
 
 import pytest
-from handler_support import handler
+from handler_support import admission_r_session
 
 
 @pytest.fixture
 def homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     bundled, layer = tmp_path / "task" / "R", tmp_path / "opt" / "R"
-    monkeypatch.setattr(handler, "PACKAGED_R_HOME", str(bundled))
-    monkeypatch.setattr(handler, "LAYER_R_HOME", str(layer))
+    monkeypatch.setattr(admission_r_session, "PACKAGED_R_HOME", str(bundled))
+    monkeypatch.setattr(admission_r_session, "LAYER_R_HOME", str(layer))
     monkeypatch.delenv("R_HOME", raising=False)
     return bundled, layer
 
@@ -19,7 +20,7 @@ def test_r_bundled_next_to_the_handler_wins_over_a_layer(homes: tuple[Path, Path
     bundled, layer = homes
     bundled.mkdir(parents=True)
     layer.mkdir(parents=True)
-    assert handler.packaged_r_home() == str(bundled)
+    assert admission_r_session.packaged_r_home() == str(bundled)
 
 
 def test_r_in_a_layer_is_used_when_none_is_bundled(
@@ -27,15 +28,15 @@ def test_r_in_a_layer_is_used_when_none_is_bundled(
 ) -> None:
     _, layer = homes
     layer.mkdir(parents=True)
-    assert handler.packaged_r_home() == str(layer)
-    handler._use_packaged_r_home()
-    assert handler.os.environ["R_HOME"] == str(layer)
+    assert admission_r_session.packaged_r_home() == str(layer)
+    admission_r_session.use_packaged_r_home()
+    assert os.environ["R_HOME"] == str(layer)
 
 
 def test_no_packaged_r_leaves_r_home_alone(homes: tuple[Path, Path]) -> None:
-    assert handler.packaged_r_home() is None
-    handler._use_packaged_r_home()
-    assert "R_HOME" not in handler.os.environ
+    assert admission_r_session.packaged_r_home() is None
+    admission_r_session.use_packaged_r_home()
+    assert "R_HOME" not in os.environ
 
 
 def test_an_r_home_already_set_is_kept(
@@ -44,5 +45,5 @@ def test_an_r_home_already_set_is_kept(
     _, layer = homes
     layer.mkdir(parents=True)
     monkeypatch.setenv("R_HOME", "/usr/lib/R")
-    handler._use_packaged_r_home()
-    assert handler.os.environ["R_HOME"] == "/usr/lib/R"
+    admission_r_session.use_packaged_r_home()
+    assert os.environ["R_HOME"] == "/usr/lib/R"

@@ -1,5 +1,6 @@
 """Process-level behaviour, each in a fresh interpreter: lazy imports, no R subprocesses,
-the packaged R_HOME, the packaged-check runner and the benchmark script."""
+the packaged R_HOME, the packaged-check runner, and the tools that measure the handler
+(bench/bench_predict.py, tools/report_runtime_deps.py)."""
 
 import json
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from handler_support import HANDLER_DIR, TrainedModel, r_eval
+from handler_support import HANDLER_DIR, REPO, TrainedModel, r_eval, shipped_handler_files
 
 AUDIT_CHILD = textwrap.dedent(
     """
@@ -29,7 +30,8 @@ AUDIT_CHILD = textwrap.dedent(
     lazy = ("rpy2", "boto3", "hashlib", "shutil", "tempfile", "glob")
     imported = {name: name in sys.modules for name in lazy}
     probability = handler.admit_probability(800, 4, 1)
-    ri = handler._rinterface
+    import admission_r_session
+    ri = admission_r_session.start_r()  # the R that prediction started
     print(json.dumps({
         "imported_before_first_use": imported,
         "spawned": spawned,
@@ -132,13 +134,18 @@ def test_without_r_home_rpy2_asks_r_once_for_it(trained_model: TrainedModel) -> 
     assert "RHOME" in report["spawned"][0][1]
 
 
+def _copy_shipped_handler_files(task_root: Path) -> None:
+    """The handler's files as a package holds them: flat, in its root."""
+    for name in shipped_handler_files():
+        shutil.copy(HANDLER_DIR / name, task_root / name)
+
+
 def test_packaged_r_next_to_the_handler_becomes_r_home(
     trained_model: TrainedModel, r_home: str, tmp_path: Path
 ) -> None:
     package = tmp_path / "package"
     package.mkdir()
-    shutil.copy(HANDLER_DIR / "handler.py", package / "handler.py")
-    shutil.copy(HANDLER_DIR / "admission_model.R", package / "admission_model.R")
+    _copy_shipped_handler_files(package)
     (package / "R").symlink_to(r_home, target_is_directory=True)
     report = _run_audited(package, _child_env(trained_model.trimmed, R_HOME=None))
     assert report["R_HOME"] == str(package / "R")
@@ -150,8 +157,7 @@ def test_packaged_r_next_to_the_handler_becomes_r_home(
 def test_model_bundled_next_to_the_handler_is_used(
     trained_model: TrainedModel, r_home: str, tmp_path: Path
 ) -> None:
-    shutil.copy(HANDLER_DIR / "handler.py", tmp_path / "handler.py")
-    shutil.copy(HANDLER_DIR / "admission_model.R", tmp_path / "admission_model.R")
+    _copy_shipped_handler_files(tmp_path)
     shutil.copy(trained_model.trimmed, tmp_path / "admission.rds")
     env = _child_env(trained_model.trimmed, R_HOME=r_home, MODEL_PATH=None)
     env["MODEL_BUCKET"] = "must-not-be-used"
@@ -285,10 +291,10 @@ def test_run_checks_fails_when_there_is_nothing_to_run(tmp_path: Path) -> None:
 
 
 def test_bench_predict_prints_one_json_object(trained_model: TrainedModel, r_home: str) -> None:
-    bench = [str(HANDLER_DIR / "bench_predict.py"), "--calls", "5", "--batch-size", "10"]
+    bench = [str(REPO / "bench" / "bench_predict.py"), "--calls", "5", "--batch-size", "10"]
     done = subprocess.run(
         [sys.executable, *bench, "--batch-repeats", "2"],
-        env=_child_env(trained_model.trimmed, R_HOME=r_home),
+        env=_child_env(trained_model.trimmed, R_HOME=r_home, PYTHONPATH=str(HANDLER_DIR)),
         capture_output=True,
         text=True,
         timeout=120,
@@ -316,8 +322,8 @@ def test_report_runtime_deps_lists_what_one_prediction_loads(
     trained_model: TrainedModel, r_home: str
 ) -> None:
     done = subprocess.run(
-        [sys.executable, str(HANDLER_DIR / "report_runtime_deps.py")],
-        env=_child_env(trained_model.trimmed, R_HOME=r_home),
+        [sys.executable, str(REPO / "tools" / "report_runtime_deps.py")],
+        env=_child_env(trained_model.trimmed, R_HOME=r_home, PYTHONPATH=str(HANDLER_DIR)),
         capture_output=True,
         text=True,
         timeout=120,
@@ -329,7 +335,7 @@ def test_report_runtime_deps_lists_what_one_prediction_loads(
     modules = report["python_modules"]
     assert {"rpy2.rinterface", "_cffi_backend", "_rinterface_cffi_api"} <= set(modules)
     assert modules == sorted(modules)
-    assert "handler" not in modules
+    assert [m for m in modules if m == "handler" or m.startswith("admission_")] == []
     unused = ("rpy2.robjects", "rpy2.ipython", "cffi", "jinja2", "markupsafe", "pycparser")
     unused += ("tzlocal", "boto3", "botocore")
     for name in modules:

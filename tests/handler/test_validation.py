@@ -10,7 +10,7 @@ import types
 from typing import Any, Callable
 
 import pytest
-from handler_support import CORS, OK, Ctx, handler
+from handler_support import CORS, OK, Ctx, admission_requests, handler
 
 GRE = "a number between 200 and 800"
 GPA = "a number between 0 and 4"
@@ -283,31 +283,36 @@ def test_bad_proxy_body_answers_400(name: str, event: dict, field: str, message:
 
 
 GOOD_VALUES = [
-    ({"gre": 800, "gpa": 4, "rank": 1}, handler.Applicant(800.0, 4.0, 1)),
-    ({"gre": "800", "gpa": "4", "rank": "1"}, handler.Applicant(800.0, 4.0, 1)),
-    ({"gre": " 800 ", "gpa": "4.0", "rank": "1.0"}, handler.Applicant(800.0, 4.0, 1)),
-    ({"gre": "8e2", "gpa": ".5", "rank": 1.0}, handler.Applicant(800.0, 0.5, 1)),
-    ({"gre": "+200", "gpa": 0, "rank": "4"}, handler.Applicant(200.0, 0.0, 4)),
-    ({"gre": 650.5, "gpa": 3.25, "rank": 3, "name": "ignored"}, handler.Applicant(650.5, 3.25, 3)),
+    ({"gre": 800, "gpa": 4, "rank": 1}, admission_requests.Applicant(800.0, 4.0, 1)),
+    ({"gre": "800", "gpa": "4", "rank": "1"}, admission_requests.Applicant(800.0, 4.0, 1)),
+    ({"gre": " 800 ", "gpa": "4.0", "rank": "1.0"}, admission_requests.Applicant(800.0, 4.0, 1)),
+    ({"gre": "8e2", "gpa": ".5", "rank": 1.0}, admission_requests.Applicant(800.0, 0.5, 1)),
+    ({"gre": "+200", "gpa": 0, "rank": "4"}, admission_requests.Applicant(200.0, 0.0, 4)),
+    (
+        {"gre": 650.5, "gpa": 3.25, "rank": 3, "name": "ignored"},
+        admission_requests.Applicant(650.5, 3.25, 3),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("payload", "expected"), GOOD_VALUES)
 def test_numbers_and_numeric_strings_are_accepted(
-    payload: dict[str, Any], expected: handler.Applicant
+    payload: dict[str, Any], expected: admission_requests.Applicant
 ) -> None:
-    assert handler.parse_request(payload, "event") == handler.Request([expected], batch=False)
+    assert admission_requests.parse_request(payload, "event") == admission_requests.Request(
+        [expected], batch=False
+    )
 
 
 def test_batch_at_the_default_limit_is_accepted() -> None:
-    request = handler.parse_request({"applicants": [OK] * 1000}, "event")
+    request = admission_requests.parse_request({"applicants": [OK] * 1000}, "event")
     assert request.batch is True
     assert len(request.applicants) == 1000
 
 
 def test_max_batch_environment_variable_lowers_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_BATCH", "3")
-    assert len(handler.parse_request({"applicants": [OK] * 3}, "event").applicants) == 3
+    assert len(admission_requests.parse_request({"applicants": [OK] * 3}, "event").applicants) == 3
     assert _direct_error({"applicants": [OK] * 4}) == {
         "errorType": "BadRequest",
         "httpStatus": 400,

@@ -29,12 +29,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles" / "package_test" / "files"
 SCRIPT = FILES / "lambda_invoke.py"
 EVENTS = FILES / "lambda_events.json"
 HANDLER_DIR = REPO / "handler"
+LAMBDA_PACKAGE_DEFAULTS = REPO / "roles" / "lambda_package" / "defaults" / "main.yml"
 SCRIPT_PYTHON = os.environ.get("LAMBDA_INVOKE_PYTHON", sys.executable)
 NEXT = "/2018-06-01/runtime/invocation/next"
 
@@ -647,7 +649,8 @@ def test_shipped_events_pass_against_the_real_handler(fake_lambda: Lambda) -> No
         str(model),
     ]
     subprocess.run(train, check=True, capture_output=True, timeout=120)
-    for name in ("handler.py", "admission_model.R"):
+    defaults = yaml.safe_load(LAMBDA_PACKAGE_DEFAULTS.read_text())
+    for name in defaults["lambda_package_handler_files"]:  # as a package holds them
         shutil.copy(HANDLER_DIR / name, fake_lambda.task_root / name)
     run = run_invoke(fake_lambda, json.loads(EVENTS.read_text()))
     assert run.rc == 0, run.stderr

@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """Print what one prediction needs at run time, as JSON (standard library + handler).
 
-    python3 report_runtime_deps.py
+    PYTHONPATH=DIR python3 report_runtime_deps.py
 
-Imports the handler, makes one prediction (which starts R and reads the model from the
+DIR holds the handler: a package's root or the repository's handler/. Imports the
+handler, makes one prediction (which starts R and reads the model from the
 handler's usual source: MODEL_PATH, bundled, or S3) and prints
 
     {"python_modules": [...], "r_namespaces": [...]}
 
 - ``python_modules``: the entries of sys.modules from outside the standard library
   that importing the handler and predicting added (e.g. rpy2.*, _cffi_backend and
-  rpy2's compiled _rinterface_cffi_api; not the handler itself, not what the
+  rpy2's compiled _rinterface_cffi_api; not the handler's own modules, not what the
   interpreter's site setup had loaded already).
 - ``r_namespaces``: R's loadedNamespaces() after that prediction.
 
@@ -23,9 +24,6 @@ import json
 import os
 import sys
 import sysconfig
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 
 
 def _stdlib_dirs() -> list:
@@ -61,16 +59,21 @@ def _is_standard(name: str, stdlib_dirs: list) -> bool:
 def report() -> dict:
     stdlib_dirs = _stdlib_dirs()
     before = set(sys.modules)
-    import handler  # found through the sys.path entry above
+    import handler  # found through PYTHONPATH
 
     handler.admit_probability(800, 4, 1)
+    handler_dir = os.path.dirname(_location(handler))
     added = sorted(
         name
         for name in list(sys.modules)
-        if name not in before and name != "handler" and not _is_standard(name, stdlib_dirs)
+        if name not in before
+        and not _is_standard(name, stdlib_dirs)
+        and os.path.dirname(_location(sys.modules[name])) != handler_dir
     )
-    ri = handler._start_r()
-    with handler._LOCK:
+    import admission_r_session
+
+    ri = admission_r_session.start_r()  # the R the prediction started
+    with admission_r_session.R_LOCK:
         namespaces = sorted(ri.baseenv["loadedNamespaces"]())
     return {"python_modules": added, "r_namespaces": namespaces}
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Print prediction timings of the handler as one JSON object (standard library only).
 
-    python3 bench_predict.py [--calls 1000] [--batch-size 1000] [--batch-repeats 5]
+    PYTHONPATH=DIR python3 bench_predict.py [--calls 1000] [--batch-size 1000] [--batch-repeats 5]
+
+DIR holds the handler: a package's root (Lambda's task root) or the repository's handler/.
 
 - ``load_ms``: first prediction in this process (import rpy2, start R, read the model).
 - ``single_call_median_ms``: median of ``--calls`` calls of admit_probability().
@@ -23,8 +25,6 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any, Optional
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # The module measured: the handler, or another with the same functions (BENCH_HANDLER, e.g.
 # the benchmark's 2017-style baseline handler).
