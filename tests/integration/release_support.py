@@ -8,34 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
-import subprocess
-from dataclasses import dataclass
-from pathlib import Path
 
 import boto3
-from watched_run import Watched
+from release_runs import LOG_DIR, REPO, VENV_BIN, Run, Started, ansible_env, containers
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
 S3_STATE = REPO / ".state" / "seaweedfs"
-LOG_DIR = REPO / "dist" / "test-logs"
-
-
-@dataclass
-class Run:
-    """One finished ansible-playbook run."""
-
-    returncode: int
-    output: str
-    log: Path
-
-    def check(self) -> Run:
-        assert self.returncode == 0, (
-            f"ansible-playbook failed, see {self.log}:\n{self.output[-4000:]}"
-        )
-        return self
 
 
 def s3_port_open() -> bool:
@@ -51,41 +29,19 @@ def run_playbook(playbook: str, *extra: str, name: str) -> Run:
 
 def run_command(argv: list[str], *, name: str, env: dict[str, str] | None = None) -> Run:
     """Run a command from the repository root and keep its output in dist/test-logs."""
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / f"{name}.log"
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_FORCE_COLOR="0",
-        PATH=f"{VENV_BIN}:{os.environ['PATH']}",
-        **(env or {}),
-    )
-    proc = subprocess.run(
-        argv,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-    )
-    log.write_text(proc.stdout)
-    return Run(proc.returncode, proc.stdout, log)
+    return Started.start(
+        argv, env=ansible_env({**os.environ, **(env or {})}), log=LOG_DIR / f"{name}.log"
+    ).finish(timeout=None)
 
 
-def start_playbook(playbook: str, *extra: str, name: str) -> Watched:
+def start_playbook(playbook: str, *extra: str, name: str) -> Started:
     """Start a playbook from the repository root in a process group of its own, without
     waiting for it; its output goes to dist/test-logs."""
-    return Watched.start(
+    return Started.start(
         [str(VENV_BIN / "ansible-playbook"), playbook, *extra],
-        cwd=REPO,
-        env=dict(
-            os.environ,
-            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-            ANSIBLE_FORCE_COLOR="0",
-            PATH=f"{VENV_BIN}:{os.environ['PATH']}",
-        ),
+        env=ansible_env(),
         log=LOG_DIR / f"{name}.log",
+        own_process_group=True,
     )
 
 
@@ -120,25 +76,7 @@ def read_json(client, bucket: str, key: str) -> dict:
     return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def containers_left() -> list[str]:
-    """Names of every container this project labels, whatever the run."""
-    out = subprocess.run(
-        ["podman", "ps", "--all", "--filter", "label=r-lambda.run_id", "--format", "{{.Names}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.split()
-
-
-def run_id_of(output: str) -> str:
-    match = re.search(r"\(run (r[0-9]+-[0-9a-f]+)\)", output)
-    assert match, "the release did not say its run id"
-    return match.group(1)
-
-
-def assert_no_hosts_left(output: str) -> None:
-    run_id = run_id_of(output)
-    assert not [name for name in containers_left() if run_id in name], (
-        f"containers of {run_id} remain"
+def assert_no_hosts_left(run: Run) -> None:
+    assert not [name for name in containers() if run.run_id in name], (
+        f"containers of {run.run_id} remain"
     )

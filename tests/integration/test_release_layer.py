@@ -60,7 +60,7 @@ def layer_bucket(bucket: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def first_layer_release(layer_bucket: str) -> dict:
     run = release(layer_bucket, name="release-layer-first").check()
-    assert_no_hosts_left(run.output)
+    assert_no_hosts_left(run)
     return latest_manifest(s3_client(), layer_bucket)
 
 
@@ -169,4 +169,4 @@ def test_a_failed_layer_release_removes_its_new_layer_and_keeps_the_shared_one(
     assert "injected failure" in run.output
     assert keys(client, layer_bucket) == before
     assert read_json(client, layer_bucket, "releases/latest.json") == latest_before
-    assert_no_hosts_left(run.output)
+    assert_no_hosts_left(run)

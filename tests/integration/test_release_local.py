@@ -22,14 +22,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from release_runs import RELEASE_FILES, REPO, containers
 from release_support import (
-    REPO,
     assert_no_hosts_left,
-    containers_left,
     keys,
     read_json,
     run_command,
-    run_id_of,
     run_playbook,
     s3_client,
     start_playbook,
@@ -50,7 +48,7 @@ def first_release(bucket: str) -> dict:
     run = run_playbook(
         "playbooks/release.yml", "-e", f"release_bucket={bucket}", name="release-first"
     ).check()
-    assert_no_hosts_left(run.output)
+    assert_no_hosts_left(run)
     return {"run": run, "manifest": (REPO / "dist" / "release.json").read_text()}
 
 
@@ -66,15 +64,7 @@ def test_release_publishes_a_package_verified_on_a_clean_host(
     assert manifest["tests"]["failed"] == 0
     assert manifest["tests"]["passed"] >= 6
     assert keys(client, bucket, f"releases/{version}/") == sorted(
-        f"releases/{version}/{name}"
-        for name in (
-            "admission.zip",
-            "admission.rds",
-            "manifest.json",
-            "package-test.xml",
-            "lambda-runtime.xml",
-            "lambda-runtime.json",
-        )
+        f"releases/{version}/{name}" for name in RELEASE_FILES
     )
     body = client.get_object(Bucket=bucket, Key=manifest["zip"]["key"])["Body"].read()
     assert hashlib.sha256(body).hexdigest() == manifest["zip"]["sha256"]
@@ -197,7 +187,7 @@ def test_a_second_run_with_no_change_publishes_nothing(bucket: str, first_releas
     assert "Nothing changed since release" in run.output
     assert keys(client, bucket) == before
     assert read_json(client, bucket, "releases/latest.json") == latest_before
-    assert "r-lambda-" + run_id_of(run.output) not in " ".join(containers_left())
+    assert "r-lambda-" + run.run_id not in " ".join(containers())
 
 
 def test_ami_watch_sees_the_base_image_of_the_latest_release(
@@ -265,7 +255,7 @@ def test_a_runtime_without_a_local_stand_in_stops_before_building(bucket: str) -
     assert "tested on the aws platform" in run.output
     assert "TASK [r_runtime" not in run.output
     assert keys(client, bucket) == before
-    assert_no_hosts_left(run.output)
+    assert_no_hosts_left(run)
 
 
 def test_podman_is_usable_here() -> None:
@@ -316,11 +306,11 @@ def test_reaper_removes_only_hosts_older_than_the_limit(first_release: dict) -> 
     _plant_container(name)
     try:
         spared = run_playbook("playbooks/reap.yml", "-e", "reap_apply=true", name="reap-spares")
-        assert spared.check() and name in containers_left()
+        assert spared.check() and name in containers()
 
         dry = run_playbook("playbooks/reap.yml", "-e", "reap_older_than_hours=0", name="reap-dry")
         assert name in dry.check().output and "Dry run" in dry.output
-        assert name in containers_left()
+        assert name in containers()
 
         applied = run_playbook(
             "playbooks/reap.yml",
@@ -333,7 +323,7 @@ def test_reaper_removes_only_hosts_older_than_the_limit(first_release: dict) -> 
             name="reap-applied",
         )
         applied.check()
-        assert name not in containers_left()
+        assert name not in containers()
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=False)
 
@@ -418,7 +408,7 @@ def overlapping_releases(bucket: str, first_release: dict, tmp_path_factory) -> 
         )
         a.signal(signal.SIGSTOP)
         try:
-            a_run = run_id_of("".join(a.lines))
+            a_run = a.run_id
             b_waited = b.wait_for(f"is being released by run {a_run}", 1200)
             tampered = _tamper(client, bucket, "releases/it-overlap-a")
         finally:
@@ -467,9 +457,9 @@ def test_two_releases_at_once_publish_one_at_a_time_and_a_replaced_zip_is_never_
         assert hashlib.sha256(obj["Body"].read()).hexdigest() == manifest[part]["sha256"]
         assert obj["Metadata"]["sha256"] == manifest[part]["sha256"]
     lock = read_json(client, bucket, "releases/.lock.json")
-    assert lock["state"] == "released" and lock["run_id"] == run_id_of(run_b.output)
-    assert_no_hosts_left(run_a.output)
-    assert_no_hosts_left(run_b.output)
+    assert lock["state"] == "released" and lock["run_id"] == run_b.run_id
+    assert_no_hosts_left(run_a)
+    assert_no_hosts_left(run_b)
 
 
 def _release_with_model(bucket: str, model: Path, name: str):
@@ -498,7 +488,7 @@ def test_a_model_the_handler_cannot_serve_fails_the_release_before_publishing(
     assert "the model uses variable 'gender', which the handler cannot supply" in run.output
     assert keys(client, bucket) == before
     assert read_json(client, bucket, "releases/latest.json") == latest_before
-    assert_no_hosts_left(run.output)
+    assert_no_hosts_left(run)
 
 
 def test_a_release_serves_the_2017_procedures_own_model(

@@ -16,14 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for --import-mode=importlib
 
-from sandbox_support import (
-    LOG_DIR,
-    REPO,
-    Sandbox,
-    remove_containers,
-    start_moto,
-    stop_moto,
-)
+from release_runs import LOG_DIR, REPO
+from sandbox_support import Sandbox, remove_containers, start_moto, stop_moto
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -21,10 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
+from release_runs import LOG_DIR, REPO, RUN_ID, VENV_BIN, Run, Started, ansible_env, containers
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
-LOG_DIR = REPO / "dist" / "test-logs"
 PROJECT = "r-lambda"
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 # The SSM parameter naming the current Amazon Linux 2023 AMI (moto serves it too).
@@ -52,49 +49,17 @@ def free_port() -> int:
 
 
 @dataclass
-class Run:
-    """One finished ansible-playbook run."""
-
-    returncode: int
-    output: str
-    log: Path
-    seconds: float
-    state_dir: Path
-
-    def check(self) -> Run:
-        assert self.returncode == 0, (
-            f"ansible-playbook failed, see {self.log}:\n{self.output[-4000:]}"
-        )
-        return self
-
-    @property
-    def run_id(self) -> str:
-        match = re.search(r"\(run (r[0-9]+-[0-9a-f]+)\)", self.output)
-        assert match, f"the release did not say its run id, see {self.log}"
-        return match.group(1)
-
-
-@dataclass
 class Pending:
-    """An ansible-playbook run in progress."""
+    """A command the sandbox started; the run id it says joins the session's runs, whose
+    containers are removed at the end."""
 
-    proc: subprocess.Popen
-    log: Path
-    started: float
-    state_dir: Path
+    command: Started
     sandbox: Sandbox
 
-    def wait(self) -> Run:
-        output = self.proc.communicate()[0]
-        self.log.write_text(output)
-        run = Run(
-            self.proc.returncode,
-            output,
-            self.log,
-            round(time.monotonic() - self.started, 1),
-            self.state_dir,
-        )
-        found = re.search(r"\(run (r[0-9]+-[0-9a-f]+)\)", output)
+    def wait(self, timeout: float | None = None) -> Run:
+        """Wait for the command (timeout None: however long it takes)."""
+        run = self.command.finish(timeout=timeout)
+        found = RUN_ID.search(run.output)
         if found:
             self.sandbox.runs.append(found.group(1))
         return run
@@ -125,11 +90,8 @@ class Sandbox:
             AWS_ACCESS_KEY_ID="sandbox",
             AWS_SECRET_ACCESS_KEY="sandbox",
             AWS_DEFAULT_REGION=self.region,
-            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-            ANSIBLE_FORCE_COLOR="0",
-            PATH=f"{VENV_BIN}:{os.environ['PATH']}",
         )
-        return env
+        return ansible_env(env)
 
     def isolation(self, name: str) -> list[str]:
         """Extra vars giving one release folders of its own (the release works in a
@@ -162,6 +124,7 @@ class Sandbox:
         name: str,
         env: dict[str, str] | None = None,
         inventory: str = "inventory/sandbox",
+        own_process_group: bool = False,
     ) -> Pending:
         """Start a playbook from the repository root; its output goes to dist/test-logs."""
         return self.start_command(
@@ -169,28 +132,28 @@ class Sandbox:
             log_name=name,
             state_name=name,
             env=env,
+            own_process_group=own_process_group,
         )
 
     def start_command(
-        self, argv: list[str], *, log_name: str, state_name: str, env: dict[str, str] | None = None
+        self,
+        argv: list[str],
+        *,
+        log_name: str,
+        state_name: str,
+        env: dict[str, str] | None = None,
+        own_process_group: bool = False,
     ) -> Pending:
-        """Start a command from the repository root; its output goes to dist/test-logs."""
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.Popen(
+        """Start a command from the repository root; its output goes to dist/test-logs.
+        own_process_group: see Started."""
+        command = Started.start(
             argv,
-            cwd=REPO,
             env=self.env if env is None else env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            log=LOG_DIR / f"sandbox-{log_name}.log",
+            state_dir=self.workdir / state_name / "state",
+            own_process_group=own_process_group,
         )
-        return Pending(
-            proc,
-            LOG_DIR / f"sandbox-{log_name}.log",
-            time.monotonic(),
-            self.workdir / state_name / "state",
-            self,
-        )
+        return Pending(command, self)
 
     def playbook(
         self, playbook: str, *extra: str, name: str, env: dict[str, str] | None = None
@@ -214,6 +177,7 @@ class Sandbox:
         name: str,
         env: dict[str, str] | None = None,
         inventory: str = "inventory/sandbox",
+        own_process_group: bool = False,
     ) -> Pending:
         return self.start(
             "playbooks/release.yml",
@@ -222,6 +186,7 @@ class Sandbox:
             name=name,
             env=env,
             inventory=inventory,
+            own_process_group=own_process_group,
         )
 
     def release(
@@ -255,18 +220,6 @@ class Sandbox:
             "containers": containers(run_id),
             "state": [str(p) for p in (run.state_dir / "runs" / run_id).glob("*")],
         }
-
-
-def containers(run_id: str | None = None) -> list[str]:
-    """Names of the containers labelled with a run id (any run id when None)."""
-    label = "r-lambda.run_id" + (f"={run_id}" if run_id else "")
-    out = subprocess.run(
-        ["podman", "ps", "--all", "--filter", f"label={label}", "--format", "{{.Names}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.split()
 
 
 def remove_containers(run_id: str) -> None:

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from release_runs import LOG_DIR, REPO, Run
 from sandbox_support import (
     AL2023_PARAMETER,
-    LOG_DIR,
     NOTHING_LEFT,
-    REPO,
     Pending,
-    Run,
     Sandbox,
     read_json,
     s3_snapshot,

@@ -9,7 +9,8 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from sandbox_support import AL2023_PARAMETER, PROJECT, REPO, VENV_BIN, Sandbox
+from release_runs import REPO, VENV_BIN
+from sandbox_support import AL2023_PARAMETER, PROJECT, Sandbox
 
 pytestmark = pytest.mark.slow
 

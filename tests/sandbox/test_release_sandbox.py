@@ -16,7 +16,6 @@ import json
 import re
 import signal
 import subprocess
-import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,22 +31,18 @@ from iam_support import (
     recorded_action,
     signed_by,
 )
+from release_runs import RELEASE_FILES, REPO, Run
 from sandbox_support import (
     AL2023_PARAMETER,
     BUCKET_ADMIN_KEY,
     LOCK_KEY,
-    LOG_DIR,
     NOTHING_LEFT,
     PROJECT,
-    REPO,
-    VENV_BIN,
-    Run,
     Sandbox,
     read_json,
     recorded_requests,
     s3_snapshot,
 )
-from watched_run import Watched
 
 pytestmark = pytest.mark.slow
 
@@ -131,17 +126,7 @@ def test_release_publishes_a_package_verified_on_a_clean_host(
     body = sandbox.client("s3").get_object(Bucket=BUCKET, Key=manifest["zip"]["key"])["Body"].read()
     assert hashlib.sha256(body).hexdigest() == manifest["zip"]["sha256"]
     assert sorted(s3_snapshot(sandbox, BUCKET)) == sorted(
-        [
-            f"releases/{latest['version']}/{name}"
-            for name in (
-                "admission.zip",
-                "admission.rds",
-                "manifest.json",
-                "package-test.xml",
-                "lambda-runtime.xml",
-                "lambda-runtime.json",
-            )
-        ]
+        [f"releases/{latest['version']}/{name}" for name in RELEASE_FILES]
         + ["releases/latest.json"]
     )
 
@@ -220,35 +205,24 @@ INTERRUPTIONS = {
 
 def _interrupt(sandbox: Sandbox, name: str) -> Run:
     marker, signum, group = INTERRUPTIONS[name]
-    release = Watched.start(
-        [
-            str(VENV_BIN / "ansible-playbook"),
-            "playbooks/release.yml",
-            "-i",
-            "inventory/sandbox",
-            *sandbox.isolation(name),
-            "-e",
-            "release_force=true",
-            "-e",
-            f"release_version=sbx-{name}",
-        ],
-        cwd=REPO,
-        env=sandbox.env,
-        log=LOG_DIR / f"sandbox-{name}.log",
+    pending = sandbox.start_release(
+        "-e",
+        "release_force=true",
+        "-e",
+        f"release_version=sbx-{name}",
+        name=name,
+        own_process_group=True,
     )
+    release = pending.command
     try:
         assert release.wait_for(marker, 1500), (
             f"{name}: never reached {marker!r}, see {release.log}"
         )
         release.signal(signum, group=group)
-        done = release.finish(timeout=900)
+        return pending.wait(timeout=900)
     finally:
         if release.proc.poll() is None:
             release.signal(signal.SIGKILL)
-    seconds = round(time.monotonic() - release.started, 1)
-    run = Run(done.returncode, done.output, done.log, seconds, sandbox.workdir / name / "state")
-    sandbox.runs.append(run.run_id)
-    return run
 
 
 @pytest.fixture(scope="module")
