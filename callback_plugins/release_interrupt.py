@@ -7,7 +7,7 @@ stop its workers, runs ``playbooks/reap.yml`` for that one run with the same inv
 extra vars (the run's hosts, key pair and security group are removed, what it wrote to
 the bucket is rolled back while it holds the bucket's lock, its folders are removed), and
 exits with 128 + the signal's number (130, 143). A SIGKILL cannot be caught: the next
-release finds the dead run by its record and reaps it (roles/release/tasks/reap-run.yml).
+release finds the dead run by its record and reaps it (role release_reap).
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_ok(self, result) -> None:
         facts = result._result.get("ansible_facts") or {}
-        if self.playbook and not self.run_id and facts.get("release_run_id"):
-            self.run_id = str(facts["release_run_id"]).strip()
+        record = facts.get("release_run_record")
+        if self.playbook and not self.run_id and isinstance(record, dict) and record.get("run_id"):
+            self.run_id = str(record["run_id"]).strip()
 
     def _interrupted(self, signum, frame) -> None:
         name = signal.Signals(signum).name

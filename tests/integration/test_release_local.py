@@ -393,7 +393,8 @@ def overlapping_releases(bucket: str, first_release: dict, tmp_path_factory) -> 
     )
     b = None
     try:
-        assert a.wait_for("TASK [Mark the build phase]", 600), f"A did not build, see {a.log}"
+        started_build = a.wait_for("TASK [Mark the phase that starts: build]", 600)
+        assert started_build, f"A did not build, see {a.log}"
         b = start_playbook(
             "playbooks/release.yml",
             *common,

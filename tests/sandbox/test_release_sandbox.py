@@ -780,7 +780,7 @@ def test_the_sandbox_refuses_an_aws_endpoint_that_is_not_local(sandbox: Sandbox)
 def test_the_aws_platform_will_not_launch_without_a_narrow_operator_cidr(
     sandbox: Sandbox, first_release: Run, cidr: str, why: str
 ) -> None:
-    """The production inventory and task files (s3-aws, hosts-aws, teardown-aws) against
+    """The production inventory and task files (ami-aws, present-ec2, absent-aws) against
     moto: with no ec2_host_operator_cidr, or one broader than /24, nothing is launched, and
     the message names the setting and why."""
     before = s3_snapshot(sandbox, BUCKET)
@@ -796,7 +796,7 @@ def test_the_aws_platform_will_not_launch_without_a_narrow_operator_cidr(
     assert run.returncode != 0
     assert "ec2_host_operator_cidr is required" in run.output
     assert why in run.output
-    assert "teardown-aws | Terminate the run's instances" in run.output
+    assert "absent-aws | Terminate the run's instances" in run.output
     assert sandbox.leftovers(run) == NOTHING_LEFT
     assert run_instances(sandbox, run.run_id) == []
     assert s3_snapshot(sandbox, BUCKET) == before

@@ -1,4 +1,4 @@
-"""The release's run records (roles/release/library/release_runs.py): which runs died."""
+"""The release's run records (roles/release_run/library/release_runs.py): which runs died."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location(
-    "release_runs", REPO / "roles/release/library/release_runs.py"
+    "release_runs", REPO / "roles/release_run/library/release_runs.py"
 )
 runs = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(runs)
@@ -65,7 +65,7 @@ def test_a_playbook_process_is_found_above_the_module(tmp_path: Path) -> None:
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
         f"    - release_runs: {{action: start, runs_dir: '{tmp_path}/runs', run_id: r9}}\n"
     )
-    env = dict(os.environ, ANSIBLE_LIBRARY=str(REPO / "roles/release/library"))
+    env = dict(os.environ, ANSIBLE_LIBRARY=str(REPO / "roles/release_run/library"))
     proc = subprocess.Popen(
         [
             str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin/ansible-playbook"),

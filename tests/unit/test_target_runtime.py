@@ -81,7 +81,7 @@ def test_containers_build_on_bullseye_and_test_on_trixie_under_128_mb() -> None:
 
 def test_the_aws_test_host_gets_the_runtimes_python_and_a_128_mb_scope() -> None:
     aws = yaml.safe_load((REPO / "inventory/aws/group_vars/all/platform.yml").read_text())
-    runtime_python = "python{{ hostvars['localhost'].release_runtime.python }}"
+    runtime_python = "python{{ hostvars['localhost'].release_run_record.runtime.python }}"
     assert aws["package_test_packages"] == [runtime_python]
     limit = aws["package_test_limit_command"]
     assert limit[:3] == ["systemd-run", "--quiet", "--scope"] and "MemoryMax=128M" in limit
