@@ -212,7 +212,7 @@ def test_ami_watch_sees_the_base_image_of_the_latest_release(
             "-e",
             f"release_bucket={bucket}",
             "-e",
-            f"ami_watch_report_dir={tmp_path}",
+            f"release_dist_dir={tmp_path}",
         ],
         name="ami-watch-local",
         env={"AMI_WATCH_STATE_DIR": str(tmp_path / "watch")},
