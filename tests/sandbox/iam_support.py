@@ -195,7 +195,7 @@ LAMBDA_MODULES = {
     "lambda_layer_info": {"lambda:ListLayerVersions"},
 }
 
-# artifact_store's own module (roles/artifact_store/library/artifact_store_s3.py): every
+# artifact_store's module (plugins/modules/artifact_store_s3.py): every
 # write is a PutObject (conditional: If-None-Match / If-Match, one request, no multipart),
 # every read a GetObject or HeadObject; the lock is read and rewritten around each write.
 # A rollback (release with rollback, or a lock taken over from an expired run) lists the
@@ -211,7 +211,7 @@ ARTIFACT_STORE_S3 = {
 }
 
 
-# deploy's own module (roles/deploy/library/deploy_function_layers.py): reads the
+# deploy's module (plugins/modules/deploy_function_layers.py): reads the
 # configuration, waits (GetFunctionConfiguration) and sets the layers; attaching one makes
 # Lambda check the caller may read it.
 DEPLOY_FUNCTION_LAYERS = {
@@ -230,7 +230,17 @@ DEPLOY_FUNCTION_URL = {
     "lambda:AddPermission",
     "lambda:RemovePermission",
 }
+# The project's own modules (the collection's plugins/modules/), which the roles call by
+# their fully qualified names (r_lambda.release.artifact_store_s3). A call is known by the
+# short name; a bare short name is recognised too, so that no call escapes the check.
+OWN_COLLECTION = "r_lambda.release"
 OWN_MODULES = ("artifact_store_s3", "deploy_function_layers", "deploy_function_url")
+
+
+def own_module(key: str) -> str | None:
+    """The short name of one of the project's own modules called as key, else None."""
+    short = key.removeprefix(f"{OWN_COLLECTION}.")
+    return short if short in OWN_MODULES else None
 
 
 def actions_of(call: Call) -> set[str]:
@@ -255,7 +265,7 @@ def _tasks(node: object) -> Iterator[dict]:
 
 
 def aws_calls(who: str = "operator") -> list[Call]:
-    """Every AWS module task (amazon.aws, community.aws, artifact_store_s3), and every
+    """Every AWS module task (amazon.aws, community.aws, the project's own), and every
     ssm_parameter lookup, of the playbooks and roles that the operator runs (who="operator")
     or that the bucket's administrator runs (who="bucket-admin")."""
     calls = []
@@ -271,13 +281,13 @@ def aws_calls(who: str = "operator") -> list[Call]:
                 calls.append(Call("ssm_parameter_lookup", (), where))
             for task in _tasks(yaml.safe_load(text) or []):
                 for key, value in task.items():
-                    own = key in OWN_MODULES
+                    own = own_module(key)
                     if not (own or key.startswith(AWS_COLLECTIONS)) or key == "amazon.aws.aws":
                         continue
                     args = value if isinstance(value, dict) else {}
                     calls.append(
                         Call(
-                            key if own else key.split(".", 2)[2],
+                            own or key.split(".", 2)[2],
                             tuple(
                                 sorted(
                                     (k, v if isinstance(v, str) else json.dumps(v, default=str))

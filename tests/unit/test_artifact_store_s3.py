@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location(
-    "artifact_store_s3", REPO / "roles/artifact_store/library/artifact_store_s3.py"
+    "artifact_store_s3", REPO / "plugins/modules/artifact_store_s3.py"
 )
 s3mod = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(s3mod)

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from module_loading import load
 
 REPO = Path(__file__).resolve().parents[2]
-layers_mod = load("deploy_function_layers", REPO / "roles/deploy/library/deploy_function_layers.py")
+layers_mod = load("deploy_function_layers", REPO / "plugins/modules/deploy_function_layers.py")
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from module_loading import load
 
 REPO = Path(__file__).resolve().parents[2]
-url_mod = load("deploy_function_url", REPO / "roles/deploy/library/deploy_function_url.py")
+url_mod = load("deploy_function_url", REPO / "plugins/modules/deploy_function_url.py")
 ORIGIN = "https://admissions.example.org"
 
 

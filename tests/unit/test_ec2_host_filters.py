@@ -1,4 +1,4 @@
-"""The operator CIDR check of roles/ec2_host (filter_plugins/ec2_host_filters.py)."""
+"""The operator CIDR check of roles/ec2_host (plugins/filter/ec2_host_filters.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "roles/ec2_host/filter_plugins/ec2_host_filters.py"
+_PATH = Path(__file__).resolve().parents[2] / "plugins/filter/ec2_host_filters.py"
 _spec = importlib.util.spec_from_file_location("ec2_host_filters", _PATH)
 assert _spec is not None and _spec.loader is not None
 filters = importlib.util.module_from_spec(_spec)

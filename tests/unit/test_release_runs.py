@@ -1,4 +1,4 @@
-"""The release's run records (roles/release_run/library/release_runs.py): which runs died."""
+"""The release's run records (plugins/modules/release_runs.py): which runs died."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location(
-    "release_runs", REPO / "roles/release_run/library/release_runs.py"
+    "release_runs", REPO / "plugins/modules/release_runs.py"
 )
 runs = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(runs)
@@ -59,13 +59,15 @@ def test_only_runs_whose_process_is_gone_are_dead(tmp_path: Path) -> None:
 
 
 def test_a_playbook_process_is_found_above_the_module(tmp_path: Path) -> None:
-    """Run as Ansible runs it (under ansible-playbook), start names that process."""
+    """Run as Ansible runs it (under ansible-playbook, by its FQCN from the checkout as the
+    collection r_lambda.release), start names that process."""
     play = tmp_path / "play.yml"
     play.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        f"    - release_runs: {{action: start, runs_dir: '{tmp_path}/runs', run_id: r9}}\n"
+        "    - r_lambda.release.release_runs:\n"
+        f"        {{action: start, runs_dir: '{tmp_path}/runs', run_id: r9}}\n"
     )
-    env = dict(os.environ, ANSIBLE_LIBRARY=str(REPO / "roles/release_run/library"))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"))
     proc = subprocess.Popen(
         [
             str(Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin/ansible-playbook"),

@@ -1,4 +1,4 @@
-"""Filters of the release role."""
+"""Filters of the release_promote role."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-LAMBDA_INVOKE = Path(__file__).resolve().parents[2] / "package_test/files/lambda_invoke.py"
+# The collection root is two folders above plugins/filter/.
+LAMBDA_INVOKE = Path(__file__).resolve().parents[2] / "roles/package_test/files/lambda_invoke.py"
 
 
 def _lambda_invoke() -> ModuleType:
