@@ -10,7 +10,7 @@ R_WAIT ?= 0
 
 help:
 	@echo "make release   build, publish and verify a release on the local platform"
-	@echo "make test      lint, unit and handler tests, local release tests, Molecule scenarios"
+	@echo "make test      lint, unit and handler tests, local and sandbox release tests, Molecule scenarios"
 	@echo "make deploy    serve the latest verified release on http://127.0.0.1:9000/ (again: swap to the newest)"
 	@echo "make undeploy  stop the local function"
 	@echo "make lint      ansible-lint (production), yamllint, ruff"
