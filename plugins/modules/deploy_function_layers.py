@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule
 
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
-except ImportError:  # reported by main()
-    boto3 = None
+from ansible_collections.r_lambda.release.plugins.module_utils.lambda_client import (
+    BotoCoreError,
+    ClientError,
+    lambda_client,
+)
 
 DOCUMENTATION = r"""
 module: deploy_function_layers
@@ -28,8 +27,6 @@ options:
   layers: {type: list, elements: str, default: [], description: Layer version ARNs.}
   region: {type: str, default: us-east-1, description: Region.}
 """
-
-USER_AGENT = "r-lambda-deploy_function_layers/1"
 
 
 def set_layers(client, name: str, layers: list[str]) -> dict:
@@ -57,14 +54,7 @@ def main() -> None:
         },
         supports_check_mode=False,
     )
-    if boto3 is None:
-        module.fail_json(msg="deploy_function_layers needs boto3 on the controller")
-    client = boto3.client(
-        "lambda",
-        # Named in the user agent, so that its calls can be told apart (the IAM tests).
-        config=Config(user_agent_extra=USER_AGENT),
-        region_name=module.params["region"],
-    )
+    client = lambda_client(module, "deploy_function_layers")
     try:
         module.exit_json(**set_layers(client, module.params["name"], module.params["layers"]))
     except (BotoCoreError, ClientError) as error:

@@ -16,12 +16,11 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
-except ImportError:  # reported by main()
-    boto3 = None
+from ansible_collections.r_lambda.release.plugins.module_utils.lambda_client import (
+    BotoCoreError,
+    ClientError,
+    lambda_client,
+)
 
 DOCUMENTATION = r"""
 module: deploy_function_url
@@ -37,7 +36,6 @@ options:
   region: {type: str, default: us-east-1, description: Region.}
 """
 
-USER_AGENT = "r-lambda-deploy_function_url/1"
 # The resource-policy statements of a public (NONE) URL, by the ids this module gives them.
 PUBLIC_STATEMENTS = {
     "r-lambda-function-url-public": {
@@ -166,14 +164,7 @@ def main() -> None:
         },
         supports_check_mode=False,
     )
-    if boto3 is None:
-        module.fail_json(msg="deploy_function_url needs boto3 on the controller")
-    client = boto3.client(
-        "lambda",
-        # Named in the user agent, so that its calls can be told apart (the IAM tests).
-        config=Config(user_agent_extra=USER_AGENT),
-        region_name=module.params["region"],
-    )
+    client = lambda_client(module, "deploy_function_url")
     try:
         module.exit_json(**apply(client, module.params))
     except (BotoCoreError, ClientError) as error:
