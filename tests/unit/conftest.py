@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -25,3 +26,19 @@ def moto_endpoint() -> Iterator[str]:
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_client(moto_endpoint):
+    """boto3 clients of the module's moto server: ``moto_client("lambda")``."""
+
+    def make(service: str):
+        return boto3.client(
+            service,
+            endpoint_url=moto_endpoint,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        )
+
+    return make

@@ -10,7 +10,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import boto3
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -21,14 +20,8 @@ layers_mod = load("deploy_function_layers", REPO / "plugins/modules/deploy_funct
 
 
 @pytest.fixture(scope="module")
-def clients(moto_endpoint):
-    args = dict(
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    )
-    return {name: boto3.client(name, **args) for name in ("lambda", "iam")}
+def clients(moto_client):
+    return {name: moto_client(name) for name in ("lambda", "iam")}
 
 
 def _zip() -> bytes:

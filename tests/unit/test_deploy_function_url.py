@@ -12,7 +12,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import boto3
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,17 +23,11 @@ ORIGIN = "https://admissions.example.org"
 
 
 @pytest.fixture(scope="module")
-def lam(moto_endpoint):
-    args = dict(
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    )
-    client = boto3.client("lambda", **args)
+def lam(moto_client):
+    client = moto_client("lambda")
     trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                             "Action": "sts:AssumeRole"}]}  # fmt: skip
-    role = boto3.client("iam", **args).create_role(
+    role = moto_client("iam").create_role(
         RoleName="url", AssumeRolePolicyDocument=json.dumps(trust)
     )
     buffer = io.BytesIO()
