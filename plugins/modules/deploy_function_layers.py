@@ -11,7 +11,6 @@ lambda module creates it with its layers).
 from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.r_lambda.release.plugins.module_utils.lambda_client import (
     BotoCoreError,
     ClientError,

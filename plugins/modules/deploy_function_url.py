@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.r_lambda.release.plugins.module_utils.lambda_client import (
     BotoCoreError,
     ClientError,

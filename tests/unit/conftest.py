@@ -13,7 +13,7 @@ from moto.server import ThreadedMotoServer
 
 # The checkout as the collection (collections/ansible_collections/r_lambda/release), so that
 # the collection's modules import its module_utils as Ansible would ship them.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
+sys.path.append(str(Path(__file__).resolve().parents[2] / "collections"))
 
 
 @pytest.fixture(scope="module")
