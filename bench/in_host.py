@@ -3,12 +3,13 @@
 
 Runs inside a container made like a Lambda sandbox by bench/run.py: the package
 read-only at /var/task, awslambdaric's wheels unpacked at /var/runtime, this script,
-lambda_invoke.py and bench_predict.py at /bench, /tmp the only writable folder.
+lambda_invoke (a package folder) and bench_predict.py at /bench, /tmp the only writable
+folder.
 
     python3.13 in_host.py cold --handler MODULE [--python python3.13]
     python3.13 in_host.py warm --handler MODULE [--calls 1000] [--batch-size 1000]
 
-cold: one cold start through Lambda's runtime client. lambda_invoke.py serves the Runtime
+cold: one cold start through Lambda's runtime client. lambda_invoke serves the Runtime
 API and runs ``python3.13 -m awslambdaric MODULE.lambda_handler`` as nobody with Lambda's
 environment; the one event is a direct call whose answer is checked. Prints the Python
 that ran, init_s (process start to the first GET /next), first_invoke_s (that event
@@ -77,7 +78,7 @@ def lambda_env(module: str, python_minor: str, path: str) -> dict[str, str]:
 
 
 def cold_summary(report: dict[str, Any]) -> dict[str, Any]:
-    """The figures of one lambda_invoke.py report; SystemExit when the call did not pass."""
+    """The figures of one lambda_invoke report; SystemExit when the call did not pass."""
     if report.get("error") or report.get("passed") != 1:
         cases = report.get("cases") or [{}]
         reason = report.get("error") or cases[0].get("message") or "no answer"
@@ -104,14 +105,14 @@ def cold(module: str, python: str) -> dict[str, Any]:
     if os.path.exists(report):
         os.remove(report)
     done = subprocess.run(
-        [python, os.path.join(TOOLS, "lambda_invoke.py"), "--python", python,
+        [python, os.path.join(TOOLS, "lambda_invoke"), "--python", python,
          "--task-root", TASK_ROOT, "--runtime-dir", RUNTIME_DIR, "--opt-dir", OPT_DIR,
          "--events", events, "--junit", "/tmp/bench-cold.xml", "--report", report,
          "--user", USER, "--handler", f"{module}.lambda_handler", "--timeout", str(TIMEOUT_S)],
         capture_output=True, text=True, check=False,
     )
     if not os.path.exists(report):
-        raise SystemExit(f"lambda_invoke.py wrote no report (exit {done.returncode}): "
+        raise SystemExit(f"lambda_invoke wrote no report (exit {done.returncode}): "
                          f"{done.stderr.strip()[-2000:]}")
     with open(report, encoding="utf-8") as handle:
         return cold_summary(json.load(handle))

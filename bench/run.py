@@ -11,7 +11,7 @@ Runs, on the local platform:
    (no R, the target runtime's Python) run as Lambda runs a function: read-only root,
    /tmp the only writable folder, 128 MB of memory and no swap, no network, the package
    read-only at /var/task, awslambdaric unpacked at /var/runtime. Cold starts go through
-   Lambda's runtime client (lambda_invoke.py: process start to the first prediction, and
+   Lambda's runtime client (lambda_invoke: process start to the first prediction, and
    the client's peak RSS), the two packages taking turns; then the warm latencies
    (bench/bench_predict.py with Lambda's environment), and the project's handler warm
    with each kind of admission model (tests/handler/fit_models.R: the 2017 model, factor
@@ -57,10 +57,11 @@ IMAGE_REPOSITORY = "localhost/r-lambda-base"
 # release's build image that release.json records as its AMI.
 TEST_IMAGE = f"{IMAGE_REPOSITORY}:trixie"
 PKGTOOL = REPO / "roles" / "lambda_package" / "files" / "lambda_pkgtool"
-# What runs inside each stand-in, mounted read-only at /bench.
+# What runs inside each stand-in, mounted read-only at /bench (lambda_invoke: a package
+# folder, copied without its bytecode).
 STAND_IN_TOOLS = (
     REPO / "bench" / "in_host.py",
-    REPO / "roles" / "package_test" / "files" / "lambda_invoke.py",
+    REPO / "roles" / "package_test" / "files" / "lambda_invoke",
     REPO / "bench" / "bench_predict.py",
 )
 LABEL = "r-lambda.run_id"  # local_hosts_label: the reaper finds what an interrupted run left
@@ -324,7 +325,11 @@ def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: 
         tools, runtime = tmp / "tools", tmp / "runtime"
         tools.mkdir()
         for path in STAND_IN_TOOLS:
-            shutil.copyfile(path, tools / path.name)
+            if path.is_dir():
+                shutil.copytree(path, tools / path.name,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copyfile(path, tools / path.name)
         tools.chmod(0o755)
         runtime.mkdir()
         for wheel in awslambdaric_wheels(python_version):

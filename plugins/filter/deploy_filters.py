@@ -11,11 +11,14 @@ from types import ModuleType
 from typing import Any
 
 # The collection root is two folders above plugins/filter/.
-LAMBDA_INVOKE = Path(__file__).resolve().parents[2] / "roles/package_test/files/lambda_invoke.py"
+# The package folder is loaded by its __init__.py (a package: its modules import each other).
+LAMBDA_INVOKE = (
+    Path(__file__).resolve().parents[2] / "roles/package_test/files/lambda_invoke/__init__.py"
+)
 
 
 def _lambda_invoke() -> ModuleType:
-    """The runtime client stand-in (role package_test's lambda_invoke.py, which the sandbox
+    """The runtime client stand-in (role package_test's lambda_invoke, which the sandbox
     and local smoke tests run): its subset_mismatches is the one rule every platform judges
     an answer by."""
     name = "r_lambda_package_test_lambda_invoke"
@@ -85,7 +88,7 @@ def deploy_invoke_problems(results: list[dict[str, Any]], tol: float = 1e-9) -> 
 
 
 def deploy_report_problems(cases: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The failed cases of the runtime client stand-in's report (lambda_invoke.py)."""
+    """The failed cases of the runtime client stand-in's report (lambda_invoke)."""
     return [
         {"name": case["name"], "problem": case.get("message") or "failed"}
         for case in cases
@@ -115,7 +118,7 @@ def deploy_env_args(environment: dict[str, Any]) -> list[str]:
 
 
 def deploy_invoke_events(cases: list[dict[str, Any]], tol: float = 1e-9) -> list[dict[str, Any]]:
-    """The smoke cases as the runtime client stand-in's events file (lambda_invoke.py): the
+    """The smoke cases as the runtime client stand-in's events file (lambda_invoke): the
     recorded answer is the expectation (a proxy answer's body compared as JSON)."""
     events = []
     for case in cases:

@@ -230,7 +230,9 @@ def test_the_cold_start_event_is_one_direct_call_checked_for_its_answer() -> Non
 
 
 def test_the_cold_start_event_is_one_lambda_invoke_accepts() -> None:
-    invoke = _load("bench_lambda_invoke", REPO / "roles/package_test/files/lambda_invoke.py")
+    invoke = _load(
+        "bench_lambda_invoke", REPO / "roles/package_test/files/lambda_invoke/__init__.py"
+    )
     (case,) = invoke.parse_cases(in_host.FIRST_EVENT)
     posted = b'{"result": true, "probability": 0.73842}'
     assert invoke.judge(case.expect, "response", posted) is None

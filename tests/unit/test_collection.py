@@ -166,7 +166,8 @@ def test_the_artifact_holds_the_collection_and_not_the_checkouts_own_files(
         "handler/model/binary.csv",
         "bench/handler_2017.py",
         "playbooks/group_vars/all/package.yml",
-        "roles/package_test/files/lambda_invoke.py",
+        "roles/package_test/files/lambda_invoke/__init__.py",
+        "roles/package_test/files/lambda_invoke/__main__.py",
     } <= names
     assert {f"plugins/modules/{m}.py" for m in MODULES} <= names
     assert {f"plugins/filter/{p.name}" for p in FILTER_FILES} <= names

@@ -1,11 +1,11 @@
-"""Tests for roles/package_test/files/lambda_invoke.py against its real Runtime API server.
+"""Tests for roles/package_test/files/lambda_invoke/ against its real Runtime API server.
 
-The script runs as a subprocess (the way the role runs it) with a small fake runtime
-client in place of awslambdaric (``--client-module fake_ric``): it asks for the next
-event, imports the handler module, and posts the handler's answer or error, over one
-HTTP/1.1 connection, as awslambdaric does. Where handier, functions are imported from
-the file. LAMBDA_INVOKE_PYTHON picks the interpreter that runs the script (default: this
-one), e.g. a python3.9 to check the oldest Python it supports.
+The tool runs as a subprocess (``python3 lambda_invoke ...``, the way the role runs it)
+with a small fake runtime client in place of awslambdaric (``--client-module fake_ric``):
+it asks for the next event, imports the handler module, and posts the handler's answer or
+error, over one HTTP/1.1 connection, as awslambdaric does. Where handier, functions are
+imported from the package. LAMBDA_INVOKE_PYTHON picks the interpreter that runs the tool
+(default: this one), e.g. a python3.9 to check the oldest Python it supports.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles" / "package_test" / "files"
-SCRIPT = FILES / "lambda_invoke.py"
+SCRIPT = FILES / "lambda_invoke"  # a package folder, run as `python3 lambda_invoke`
 EVENTS = FILES / "lambda_events.json"
 HANDLER_DIR = REPO / "handler"
 LAMBDA_PACKAGE_DEFAULTS = REPO / "roles" / "lambda_package" / "defaults" / "main.yml"
@@ -114,7 +114,7 @@ def lambda_handler(event, context):
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lambda_invoke", SCRIPT)
+    spec = importlib.util.spec_from_file_location("lambda_invoke", SCRIPT / "__init__.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -393,7 +393,7 @@ def test_user_runs_the_client_unprivileged(world_readable_lambda: Lambda) -> Non
 def test_user_without_setpriv_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(invoke.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(invoke.client.os, "geteuid", lambda: 0)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(invoke.UsageError, match=r"needs setpriv.*install util-linux"):
         invoke.run_as("nobody")

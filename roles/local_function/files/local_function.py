@@ -76,7 +76,7 @@ from urllib.parse import parse_qsl, urlsplit
 # package_test's stand-in: next to this file when copied, else in the source tree.
 _HERE = Path(__file__).resolve().parent
 for _candidate in (_HERE, _HERE.parents[1] / "package_test" / "files"):
-    if (_candidate / "lambda_invoke.py").is_file():
+    if (_candidate / "lambda_invoke" / "__init__.py").is_file():
         sys.path.insert(0, str(_candidate))
         break
 import lambda_invoke as li  # noqa: E402
