@@ -16,7 +16,7 @@ Runs, on the local platform:
    (bench/bench_predict.py with Lambda's environment), and the project's handler warm
    with each kind of admission model (tests/handler/fit_models.R: the 2017 model, factor
    or numeric rank, other links, interactions...), the path each takes (direct or predict).
-4. the local endpoint (role local_function's front, files/local_function.py): the project's
+4. the local endpoint (role local_function's front, files/local_function/): the project's
    package served on 127.0.0.1 by LOCAL_ENVIRONMENTS environments of the same stand-in,
    1,000 single requests and 100 batches of 100 applicants sent through it as HTTP
    requests (as many at once as there are environments): requests per second, p50 and
@@ -74,7 +74,10 @@ MODEL_KINDS = ("2017", "factor_in_formula", "numeric_rank", "reordered", "probit
                "poly", "offset", "ordered_rank")
 COLD_STARTS = 5
 MB = 1024 * 1024
-LOCAL_FUNCTION = REPO / "roles" / "local_function" / "files" / "local_function.py"
+LOCAL_FUNCTION = REPO / "roles" / "local_function" / "files" / "local_function"
+sys.path.insert(0, str(LOCAL_FUNCTION.parent))
+from local_function.environments import extract  # noqa: E402  (after its folder is on the path)
+
 LOCAL_ENVIRONMENTS = 2  # local_function_environments' default
 LOCAL_PORT = 9051  # not 9000: `make deploy` may serve there meanwhile
 SINGLE_REQUESTS, BATCHES, BATCH_SIZE = 1000, 100, 100
@@ -192,13 +195,9 @@ def split_figures(path: Path) -> dict:
 
 
 def unpack(zip_path: Path, dest: Path) -> None:
-    """Unzip as Lambda does: every file keeps the mode its zip entry records."""
-    with zipfile.ZipFile(zip_path) as archive:
-        for info in archive.infolist():
-            path = archive.extract(info, dest)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode and not info.is_dir():
-                os.chmod(path, mode)
+    """Unzip as Lambda does (the local endpoint's own extract), into dest, which may
+    already hold other wheels."""
+    extract(zip_path, dest)
     dest.chmod(0o755)
 
 

@@ -172,6 +172,11 @@ def test_the_artifact_holds_the_collection_and_not_the_checkouts_own_files(
     assert {f"plugins/modules/{m}.py" for m in MODULES} <= names
     assert {f"plugins/filter/{p.name}" for p in FILTER_FILES} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # The local function's front is a package folder the role runs (python3 <folder>).
+    assert {
+        f"roles/local_function/files/local_function/{p.name}"
+        for p in (REPO / "roles/local_function/files/local_function").glob("*.py")
+    } <= names
     # Plugins live in plugins/ only: a collection's roles do not load their own.
     assert not [n for n in names if re.search(r"^roles/[^/]+/(library|filter_plugins)/", n)]
 

@@ -1,4 +1,4 @@
-"""Tests for roles/local_function/files/local_function.py: the HTTP API (v2) event and
+"""Tests for roles/local_function/files/local_function/: the HTTP API (v2) event and
 answer mapping, the one-invocation-at-a-time dispatch, and blue/green deploys.
 
 The front runs in this process with its real endpoint and Runtime APIs; each environment
@@ -25,12 +25,15 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "roles" / "local_function" / "files" / "local_function.py"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from module_loading import load as _load  # noqa: E402
 from test_lambda_invoke import FAKE_RIC  # noqa: E402
 
-lf = _load("local_function", SCRIPT)
+sys.path.insert(0, str(REPO / "roles" / "local_function" / "files"))
+from local_function.common import FrontError  # noqa: E402
+from local_function.endpoint import MAX_PAYLOAD, EndpointServer  # noqa: E402
+from local_function.environments import Dispatcher, Generation, Spec, file_sha256  # noqa: E402
+from local_function.events import http_api_event, proxy_answer  # noqa: E402
+from local_function.front import Front  # noqa: E402
 
 HANDLER = """
 import json, os, time
@@ -52,7 +55,7 @@ def lambda_handler(event, context):
 
 
 def test_a_request_becomes_an_http_api_v2_event() -> None:
-    event = lf.http_api_event(
+    event = http_api_event(
         "post", "/predict/x?b=2&a=1&a=3", [("Content-Type", "application/json"),
                                            ("X-Thing", "one"), ("x-thing", "two"),
                                            ("Cookie", "c1=v1; c2=v2")],
@@ -76,11 +79,11 @@ def test_a_request_becomes_an_http_api_v2_event() -> None:
 
 
 def test_a_binary_body_is_base64_and_no_body_no_key() -> None:
-    binary = lf.http_api_event("POST", "/", [("Content-Type", "application/octet-stream")],
+    binary = http_api_event("POST", "/", [("Content-Type", "application/octet-stream")],
                                b"\x00\xff", "127.0.0.1", "r", "d")
     assert binary["isBase64Encoded"] is True
     assert base64.b64decode(binary["body"]) == b"\x00\xff"
-    empty = lf.http_api_event("GET", "/", [], b"", "127.0.0.1", "r", "d")
+    empty = http_api_event("GET", "/", [], b"", "127.0.0.1", "r", "d")
     assert "body" not in empty and "queryStringParameters" not in empty
     assert empty["isBase64Encoded"] is False
 
@@ -88,17 +91,17 @@ def test_a_binary_body_is_base64_and_no_body_no_key() -> None:
 def test_a_proxy_answer_becomes_the_http_answer() -> None:
     posted = json.dumps({"statusCode": 400, "headers": {"Content-Type": "application/json"},
                          "cookies": ["a=b"], "body": '{"error": "BadRequest"}'}).encode()
-    answer = lf.proxy_answer("response", posted, "rid")
+    answer = proxy_answer("response", posted, "rid")
     assert answer.status == 400
     assert answer.headers == [("Content-Type", "application/json"), ("Set-Cookie", "a=b")]
     assert answer.body == b'{"error": "BadRequest"}'
     encoded = json.dumps({"statusCode": 200, "body": base64.b64encode(b"\x01").decode(),
                           "isBase64Encoded": True}).encode()
-    assert lf.proxy_answer("response", encoded, "rid").body == b"\x01"
+    assert proxy_answer("response", encoded, "rid").body == b"\x01"
 
 
 def test_an_answer_without_status_code_is_a_200_json_body() -> None:
-    answer = lf.proxy_answer("response", b'{"probability": 0.5}', "rid")
+    answer = proxy_answer("response", b'{"probability": 0.5}', "rid")
     assert (answer.status, answer.body) == (200, b'{"probability": 0.5}')
     assert answer.headers == [("Content-Type", "application/json")]
 
@@ -111,7 +114,7 @@ def test_an_answer_without_status_code_is_a_200_json_body() -> None:
 ])  # fmt: skip
 def test_a_function_error_or_bad_answer_is_a_short_502(kind: str, posted: bytes,
                                                        message: str) -> None:
-    answer = lf.proxy_answer(kind, posted, "rid")
+    answer = proxy_answer(kind, posted, "rid")
     body = json.loads(answer.body)
     assert answer.status == 502
     assert body["message"] == message
@@ -134,11 +137,11 @@ class FakeEnv:
 
 
 def generation(number: int, *names: str) -> Any:
-    return lf.Generation(number, None, Path("/nonexistent"), [FakeEnv(n) for n in names])
+    return Generation(number, None, Path("/nonexistent"), [FakeEnv(n) for n in names])
 
 
 def test_an_environment_takes_one_invocation_at_a_time() -> None:
-    dispatcher = lf.Dispatcher()
+    dispatcher = Dispatcher()
     dispatcher.activate(generation(1, "a"))
     env = dispatcher.acquire(1)
     assert env.name == "a" and env.busy
@@ -148,7 +151,7 @@ def test_an_environment_takes_one_invocation_at_a_time() -> None:
 
 
 def test_waiting_requests_are_served_in_arrival_order() -> None:
-    dispatcher = lf.Dispatcher()
+    dispatcher = Dispatcher()
     dispatcher.activate(generation(1, "a"))
     first = dispatcher.acquire(1)
     order: list[int] = []
@@ -170,7 +173,7 @@ def test_waiting_requests_are_served_in_arrival_order() -> None:
 
 
 def test_a_swap_sends_waiting_requests_to_the_new_generation() -> None:
-    dispatcher = lf.Dispatcher()
+    dispatcher = Dispatcher()
     old, new = generation(1, "old"), generation(2, "new")
     dispatcher.activate(old)
     held = dispatcher.acquire(1)
@@ -187,7 +190,7 @@ def test_a_swap_sends_waiting_requests_to_the_new_generation() -> None:
 
 
 def test_a_dead_or_initialising_environment_is_not_handed_out() -> None:
-    dispatcher = lf.Dispatcher()
+    dispatcher = Dispatcher()
     gen = generation(1, "dead", "init", "ok")
     gen.environments[0].dead = True
     gen.environments[1].api = type("Api", (), {"first_next": None})()
@@ -198,7 +201,7 @@ def test_a_dead_or_initialising_environment_is_not_handed_out() -> None:
 # -------------------------------------------------- the front with fake runtime clients
 
 
-class LocalFront(lf.Front):
+class LocalFront(Front):
     """Each environment is the fake runtime client, a local process, not a container."""
 
     fake_dir: Path
@@ -226,7 +229,7 @@ def front(tmp_path: Path) -> Iterator[tuple[Any, int]]:
     state.mkdir()
     front = LocalFront(state, 0, "r-lambda-fn-test")
     front.fake_dir = fake
-    server = lf.EndpointServer(0, front)
+    server = EndpointServer(0, front)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
@@ -241,7 +244,7 @@ def spec(tmp_path: Path, version: str, environments: int = 1, source: str = HAND
     package = tmp_path / f"{version}.zip"
     with zipfile.ZipFile(package, "w") as archive:
         archive.writestr("handler.py", source)
-    return lf.Spec(package=str(package), sha256=lf.file_sha256(package), version=version,
+    return Spec(package=str(package), sha256=file_sha256(package), version=version,
                    environments=environments, image="unused", python="python3.13",
                    memory="128m", timeout=10, init_timeout=20,
                    handler="handler.lambda_handler", function_name="t",
@@ -315,7 +318,7 @@ def test_a_body_over_lambdas_6_mb_is_refused_413_sized_or_chunked(
         front: tuple[Any, int], tmp_path: Path) -> None:
     served, port = front
     served.deploy(spec(tmp_path, "v1"))
-    size, mib = lf.MAX_PAYLOAD + 1, 1 << 20
+    size, mib = MAX_PAYLOAD + 1, 1 << 20
     sized = f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
     assert _status_of_raw_post(port, sized, iter([b"x" * size])) == 413
     chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -359,7 +362,7 @@ def test_a_redeploy_under_load_drops_no_request(front: tuple[Any, int], tmp_path
 def test_a_failed_deploy_keeps_the_served_release(front: tuple[Any, int], tmp_path: Path) -> None:
     served, port = front
     served.deploy(spec(tmp_path, "v1"))
-    with pytest.raises(lf.FrontError, match="init error"):
+    with pytest.raises(FrontError, match="init error"):
         served.deploy(spec(tmp_path, "broken", source="import no_such_module\n"))
     status, headers, _ = request(port)
     assert (status, headers["X-Function-Version"]) == (200, "v1")
