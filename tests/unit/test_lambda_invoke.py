@@ -11,7 +11,7 @@ imported from the package. LAMBDA_INVOKE_PYTHON picks the interpreter that runs 
 from __future__ import annotations
 
 import http.client
-import importlib.util
+import importlib
 import json
 import os
 import pwd
@@ -114,12 +114,10 @@ def lambda_handler(event, context):
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lambda_invoke", SCRIPT / "__init__.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    # Imported by its folder, as local_function's front imports it: one package object
+    # whichever test module imports it first (a second copy would miss its submodules).
+    sys.path.insert(0, str(SCRIPT.parent))
+    return importlib.import_module("lambda_invoke")
 
 
 invoke = load_script()
