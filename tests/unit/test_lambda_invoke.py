@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from module_loading import load
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles" / "package_test" / "files"
@@ -121,6 +122,7 @@ def load_script() -> ModuleType:
 
 
 invoke = load_script()
+zipapp = load("zipapp_module", REPO / "plugins" / "modules" / "zipapp.py")
 
 
 @dataclass
@@ -168,12 +170,13 @@ def run_invoke(
     *extra: str,
     python: str = sys.executable,
     env: dict[str, str] | None = None,
+    script: Path = SCRIPT,
 ) -> Run:
     out = layout.task_root.parent / "out"
     events = layout.task_root.parent / "events.json"
     events.write_text(json.dumps(cases))
     command = [
-        SCRIPT_PYTHON, str(SCRIPT), "--python", python,
+        SCRIPT_PYTHON, str(script), "--python", python,
         "--task-root", str(layout.task_root), "--runtime-dir", str(layout.runtime_dir),
         "--opt-dir", str(layout.opt_dir), "--events", str(events),
         "--junit", str(out / "lambda-runtime.xml"), "--report", str(out / "lambda-runtime.json"),
@@ -220,6 +223,22 @@ MIXED = [
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     return run_invoke(make_lambda(tmp_path_factory.mktemp("mixed")), MIXED)
+
+
+def test_the_stand_in_packed_into_one_file_runs_as_the_folder_does(
+    mixed_run: Run, tmp_path: Path
+) -> None:
+    # As package_test and deploy ship it: one zip application (module r_lambda.release.zipapp).
+    pyz = tmp_path / "lambda_invoke.pyz"
+    pyz.write_bytes(zipapp.pack(SCRIPT, "lambda_invoke.cli:main"))
+    packed = run_invoke(make_lambda(tmp_path / "lambda"), MIXED, script=pyz)
+    assert (packed.rc, packed.stdout.splitlines()[-1:]) == (1, mixed_run.stdout.splitlines()[-1:])
+    def outcome(run: Run) -> list[tuple[str, bool, str]]:
+        # The case, whether it passed, and where the client posted (response or error).
+        cases = run.report["cases"]
+        return [(c["name"], c["passed"], c["posted_to"].rsplit("/", 1)[-1]) for c in cases]
+
+    assert outcome(packed) == outcome(mixed_run)
 
 
 def test_mixed_run_exits_1_and_last_line_counts_cases(mixed_run: Run) -> None:

@@ -1,0 +1,121 @@
+#!/usr/bin/python
+"""Pack a Python package folder into one runnable file, a zip application.
+
+A host runs it as ``python3 <dest> ARGS``: Python imports the package from the zip and the
+zip's ``__main__.py`` calls the entry point. One file is one transfer (package_test's
+stand-in is nine modules: copied one by one, each costs a round trip to the host), and only
+the package's ``.py`` files go in, never the bytecode the controller's own imports leave in
+``__pycache__``. The zip is the same bytes for the same sources (fixed timestamps, sorted
+entries), written only when it differs, by a rename, so that runs side by side may share it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: zipapp
+short_description: Pack a Python package folder into one runnable zip application
+description:
+  - See the module's docstring; package_test and deploy ship their Runtime API stand-in with it.
+options:
+  package:
+    type: path
+    required: true
+    description: The package folder (its __init__.py beside its modules).
+  main:
+    type: str
+    required: true
+    description: "The entry point, module:function, e.g. lambda_invoke.cli:main."
+  dest:
+    type: path
+    required: true
+    description: The zip application to write (its folder is created).
+"""
+
+EXAMPLES = r"""
+- name: Pack the stand-in
+  r_lambda.release.zipapp:
+    package: "{{ role_path }}/files/lambda_invoke"
+    main: lambda_invoke.cli:main
+    dest: /tmp/lambda_invoke.pyz
+"""
+
+MAIN = """import sys
+
+import {module}
+
+sys.exit({module}.{function}())
+"""
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def pack(package: Path, main: str) -> bytes:
+    """The zip application's bytes: MAIN, then the package's .py files, sorted."""
+    module, _, function = main.partition(":")
+    if not all(part.isidentifier() for part in module.split(".")) or not function.isidentifier():
+        raise ValueError(f"main={main!r} is not module:function (e.g. lambda_invoke.cli:main)")
+    if not (package / "__init__.py").is_file():
+        raise ValueError(f"package={str(package)!r} is not a package folder (no __init__.py)")
+    files = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        entries = [("__main__.py", MAIN.format(module=module, function=function).encode())]
+        entries += [(f"{package.name}/{p.relative_to(package).as_posix()}", p.read_bytes())
+                    for p in files]
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+    return out.getvalue()
+
+
+def write(dest: Path, data: bytes) -> bool:
+    """Write dest unless it holds these bytes already; True when written."""
+    if dest.is_file() and dest.read_bytes() == data:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, part = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(part, 0o644)
+        os.replace(part, dest)
+    except BaseException:
+        Path(part).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "package": {"type": "path", "required": True},
+            "main": {"type": "str", "required": True},
+            "dest": {"type": "path", "required": True},
+        },
+        supports_check_mode=True,
+    )
+    dest = Path(module.params["dest"])
+    try:
+        data = pack(Path(module.params["package"]), module.params["main"])
+    except (OSError, ValueError) as error:
+        module.fail_json(msg=str(error))
+    if module.check_mode:
+        module.exit_json(changed=not (dest.is_file() and dest.read_bytes() == data), dest=str(dest))
+    try:
+        changed = write(dest, data)
+    except OSError as error:
+        module.fail_json(msg=f"writing dest={str(dest)!r} failed: {error}")
+    module.exit_json(changed=changed, dest=str(dest), size=len(data))
+
+
+if __name__ == "__main__":
+    main()
