@@ -383,7 +383,7 @@ def test_a_second_watch_skips_or_waits_while_one_runs(
     skipped_run = skipped.wait()
     assert skipped_run.returncode == 0
     assert "skipped: another AMI watch holds" in skipped_run.output
-    assert first.proc.poll() is None, "the first watch should still hold the lock"
+    assert first.command.proc.poll() is None, "the first watch should still hold the lock"
     first_run = first.wait()
     waiting_run = waiting.wait()
     assert first_run.returncode == 0 and waiting_run.returncode == 0
