@@ -146,3 +146,15 @@ class Ctx:
 
     def __init__(self, request_id: str = "req-1") -> None:
         self.aws_request_id = request_id
+
+
+def caller_error(error_type: str, request_id: str) -> dict:
+    """What a direct caller learns of a server-side failure (errorMessage's JSON): the
+    request id to look up in the function log, nothing of the cause."""
+    return {
+        "errorType": error_type,
+        "httpStatus": 500,
+        "request_id": request_id,
+        "message": "the service could not answer; the function log has the cause "
+        f"under request_id {request_id}",
+    }

@@ -12,6 +12,7 @@ from handler_support import (
     Ctx,
     TrainedModel,
     admission_model_source,
+    caller_error,
     handler,
     r_eval,
     r_string,
@@ -278,13 +279,7 @@ def test_missing_model_file_is_a_500_with_a_clear_message(
     with pytest.raises(handler.ModelUnavailable) as caught:
         handler.lambda_handler(OK, Ctx("req-1"))
     # The caller (Lambda's errorMessage) learns the request id; the log has the path.
-    assert json.loads(str(caught.value)) == {
-        "errorType": "ModelUnavailable",
-        "httpStatus": 500,
-        "request_id": "req-1",
-        "message": "the service could not answer; the function log has the cause "
-        "under request_id req-1",
-    }
+    assert json.loads(str(caught.value)) == caller_error("ModelUnavailable", "req-1")
     assert str(tmp_path) not in str(caught.value)
     assert caught.value.message == message
     assert _server_error(_v1("POST", json.dumps(OK)), "req-2") == {
@@ -370,13 +365,7 @@ def test_unexpected_exception_is_a_500_with_traceback_on_stderr(
     assert body["error"] == "InternalServerError"
     with pytest.raises(handler.InternalServerError) as caught:
         handler.lambda_handler(OK, Ctx("req-4"))
-    assert json.loads(str(caught.value)) == {
-        "errorType": "InternalServerError",
-        "httpStatus": 500,
-        "request_id": "req-4",
-        "message": "the service could not answer; the function log has the cause "
-        "under request_id req-4",
-    }
+    assert json.loads(str(caught.value)) == caller_error("InternalServerError", "req-4")
     assert caught.value.message == "unexpected RuntimeError: disk on fire"
     assert isinstance(caught.value.__cause__, RuntimeError)
     captured = capsys.readouterr()

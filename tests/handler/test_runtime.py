@@ -290,17 +290,22 @@ def test_run_checks_fails_when_there_is_nothing_to_run(tmp_path: Path) -> None:
     assert _counts(suite) == {"tests": "0", "failures": "0", "errors": "0", "skipped": "0"}
 
 
-def test_bench_predict_prints_one_json_object(trained_model: TrainedModel, r_home: str) -> None:
-    bench = [str(REPO / "bench" / "bench_predict.py"), "--calls", "5", "--batch-size", "10"]
+def _run_tool(trained_model: TrainedModel, r_home: str, *argv: object) -> dict[str, Any]:
+    """Run a tool that never ships (bench/, tools/) beside the handler; its JSON report."""
     done = subprocess.run(
-        [sys.executable, *bench, "--batch-repeats", "2"],
+        [sys.executable, *map(str, argv)],
         env=_child_env(trained_model.trimmed, R_HOME=r_home, PYTHONPATH=str(HANDLER_DIR)),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_bench_predict_prints_one_json_object(trained_model: TrainedModel, r_home: str) -> None:
+    bench = [REPO / "bench" / "bench_predict.py", "--calls", "5", "--batch-size", "10"]
+    report = _run_tool(trained_model, r_home, *bench, "--batch-repeats", "2")
     assert set(report) == {
         "load_ms",
         "single_calls",
@@ -321,15 +326,7 @@ def test_bench_predict_prints_one_json_object(trained_model: TrainedModel, r_hom
 def test_report_runtime_deps_lists_what_one_prediction_loads(
     trained_model: TrainedModel, r_home: str
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "report_runtime_deps.py")],
-        env=_child_env(trained_model.trimmed, R_HOME=r_home, PYTHONPATH=str(HANDLER_DIR)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = _run_tool(trained_model, r_home, REPO / "tools" / "report_runtime_deps.py")
     assert set(report) == {"python_modules", "r_namespaces"}
     assert report["r_namespaces"] == PREDICTION_NAMESPACES
     modules = report["python_modules"]

@@ -153,15 +153,9 @@ def test_a_failed_layer_release_removes_its_new_layer_and_keeps_the_shared_one(
 
     # Unstripped libraries make a new layer, which this run uploads before the test fails.
     run = release(
-        layer_bucket,
-        "-e",
-        failing,
-        "-e",
-        "lambda_package_strip=false",
-        "-e",
-        "release_version=it-layer-fails",
-        name="release-layer-fails",
-    )
+        layer_bucket, "-e", failing, "-e", "lambda_package_strip=false",
+        "-e", "release_version=it-layer-fails", name="release-layer-fails",
+    )  # fmt: skip
 
     assert run.returncode != 0
     assert "The clean-host test failed" in run.output

@@ -241,15 +241,10 @@ def test_a_runtime_without_a_local_stand_in_stops_before_building(bucket: str) -
     client = s3_client()
     before = keys(client, bucket)
     run = run_playbook(
-        "playbooks/release.yml",
-        "-e",
-        f"release_bucket={bucket}",
-        "-e",
-        "release_target_runtime=python3.12",
-        "-e",
-        "release_force=true",
+        "playbooks/release.yml", "-e", f"release_bucket={bucket}",
+        "-e", "release_target_runtime=python3.12", "-e", "release_force=true",
         name="release-python3.12-local",
-    )
+    )  # fmt: skip
     assert run.returncode != 0
     assert "has no python3.12, so it cannot stand in for Lambda's python3.12 runtime" in run.output
     assert "tested on the aws platform" in run.output

@@ -751,25 +751,21 @@ def zip_names(path: Path) -> list[str]:
         return archive.namelist()
 
 
+def run_split(root: Path, out: Path, *function_files: str) -> Run:
+    """lambda_pkgtool split: function_files into out/function.zip, the rest into out/layer.zip."""
+    return run_tool(
+        "split", "--root", root, "--function", *function_files,
+        "--layer-out", out / "layer.zip", "--function-out", out / "function.zip",
+    )  # fmt: skip
+
+
 def test_split_puts_the_function_files_in_one_zip_and_the_runtime_in_a_layer(
     tmp_path: Path,
 ) -> None:
     root, out = tmp_path / "root", tmp_path / "out"
     package_tree(root)
     out.mkdir()
-    run = run_tool(
-        "split",
-        "--root",
-        root,
-        "--function",
-        "handler.py",
-        "admission.rds",
-        "test_handler.py",
-        "--layer-out",
-        out / "layer.zip",
-        "--function-out",
-        out / "function.zip",
-    )
+    run = run_split(root, out, "handler.py", "admission.rds", "test_handler.py")
     assert run.code == 0, run.err
     assert zip_names(out / "function.zip") == [
         "__pycache__/handler.cpython-311.pyc",
@@ -812,20 +808,7 @@ def test_split_is_deterministic_and_a_model_change_leaves_the_layer_identical(
         package_tree(root)
         (root / "admission.rds").write_bytes(model)
         out.mkdir()
-        runs.append(
-            run_tool(
-                "split",
-                "--root",
-                root,
-                "--function",
-                "handler.py",
-                "admission.rds",
-                "--layer-out",
-                out / "layer.zip",
-                "--function-out",
-                out / "function.zip",
-            )
-        )
+        runs.append(run_split(root, out, "handler.py", "admission.rds"))
     first, second = runs
     assert first.out["layer"]["sha256"] == second.out["layer"]["sha256"]
     assert first.out["function"]["sha256"] != second.out["function"]["sha256"]
@@ -834,23 +817,12 @@ def test_split_is_deterministic_and_a_model_change_leaves_the_layer_identical(
 def test_split_refuses_a_function_file_that_is_not_there(tmp_path: Path) -> None:
     root = tmp_path / "root"
     package_tree(root)
-    run = run_tool(
-        "split",
-        "--root",
-        root,
-        "--function",
-        "handler.py",
-        "model.rds",
-        "--layer-out",
-        tmp_path / "layer.zip",
-        "--function-out",
-        tmp_path / "f.zip",
-    )
+    run = run_split(root, tmp_path, "handler.py", "model.rds")
     assert run.code == 2
     assert error_line(run) == (
         "lambda_pkgtool: error: --function names files that are not at the package root: model.rds"
     )
-    assert not (tmp_path / "layer.zip").exists() and not (tmp_path / "f.zip").exists()
+    assert not (tmp_path / "layer.zip").exists() and not (tmp_path / "function.zip").exists()
 
 
 # --------------------------------------------------------------------------- sizes
