@@ -3,8 +3,8 @@
 
 Runs inside a container made like a Lambda sandbox by bench/run.py: the package
 read-only at /var/task, awslambdaric's wheels unpacked at /var/runtime, this script,
-lambda_invoke (a package folder) and bench_predict.py at /bench, /tmp the only writable
-folder.
+lambda_invoke.pyz (package_test's stand-in, packed) and bench_predict.py at /bench, /tmp
+the only writable folder.
 
     python3.13 in_host.py cold --handler MODULE [--python python3.13]
     python3.13 in_host.py warm --handler MODULE [--calls 1000] [--batch-size 1000]
@@ -105,7 +105,7 @@ def cold(module: str, python: str) -> dict[str, Any]:
     if os.path.exists(report):
         os.remove(report)
     done = subprocess.run(
-        [python, os.path.join(TOOLS, "lambda_invoke"), "--python", python,
+        [python, os.path.join(TOOLS, "lambda_invoke.pyz"), "--python", python,
          "--task-root", TASK_ROOT, "--runtime-dir", RUNTIME_DIR, "--opt-dir", OPT_DIR,
          "--events", events, "--junit", "/tmp/bench-cold.xml", "--report", report,
          "--user", USER, "--handler", f"{module}.lambda_handler", "--timeout", str(TIMEOUT_S)],

@@ -57,13 +57,10 @@ IMAGE_REPOSITORY = "localhost/r-lambda-base"
 # release's build image that release.json records as its AMI.
 TEST_IMAGE = f"{IMAGE_REPOSITORY}:trixie"
 PKGTOOL = REPO / "roles" / "lambda_package" / "files" / "lambda_pkgtool"
-# What runs inside each stand-in, mounted read-only at /bench (lambda_invoke: a package
-# folder, copied without its bytecode).
-STAND_IN_TOOLS = (
-    REPO / "bench" / "in_host.py",
-    REPO / "roles" / "package_test" / "files" / "lambda_invoke",
-    REPO / "bench" / "bench_predict.py",
-)
+# What runs inside each stand-in, mounted read-only at /bench, with package_test's Runtime
+# API stand-in packed into lambda_invoke.pyz as package_test ships it (module zipapp).
+STAND_IN_TOOLS = (REPO / "bench" / "in_host.py", REPO / "bench" / "bench_predict.py")
+LAMBDA_INVOKE = REPO / "roles" / "package_test" / "files" / "lambda_invoke"
 LABEL = "r-lambda.run_id"  # local_hosts_label: the reaper finds what an interrupted run left
 MEMORY = "128m"  # Lambda's smallest memory size
 # Admission models fitted the ways users fit them (tests/handler/fit_models.R): each is
@@ -76,7 +73,10 @@ COLD_STARTS = 5
 MB = 1024 * 1024
 LOCAL_FUNCTION = REPO / "roles" / "local_function" / "files" / "local_function"
 sys.path.insert(0, str(LOCAL_FUNCTION.parent))
-from local_function.environments import extract  # noqa: E402  (after its folder is on the path)
+sys.path.append(str(REPO / "collections"))  # the checkout as the collection r_lambda.release
+# After their folders are on the path:
+from ansible_collections.r_lambda.release.plugins.modules.zipapp import pack  # noqa: E402
+from local_function.environments import extract  # noqa: E402
 
 LOCAL_ENVIRONMENTS = 2  # local_function_environments' default
 LOCAL_PORT = 9051  # not 9000: `make deploy` may serve there meanwhile
@@ -324,11 +324,8 @@ def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: 
         tools, runtime = tmp / "tools", tmp / "runtime"
         tools.mkdir()
         for path in STAND_IN_TOOLS:
-            if path.is_dir():
-                shutil.copytree(path, tools / path.name,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-            else:
-                shutil.copyfile(path, tools / path.name)
+            shutil.copyfile(path, tools / path.name)
+        (tools / "lambda_invoke.pyz").write_bytes(pack(LAMBDA_INVOKE, "lambda_invoke.cli:main"))
         tools.chmod(0o755)
         runtime.mkdir()
         for wheel in awslambdaric_wheels(python_version):

@@ -63,7 +63,7 @@ def pack(package: Path, main: str) -> bytes:
         raise ValueError(f"main={main!r} is not module:function (e.g. lambda_invoke.cli:main)")
     if not (package / "__init__.py").is_file():
         raise ValueError(f"package={str(package)!r} is not a package folder (no __init__.py)")
-    files = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+    files = sorted(package.rglob("*.py"))  # sources only: never __pycache__'s bytecode
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         entries = [("__main__.py", MAIN.format(module=module, function=function).encode())]
@@ -77,9 +77,14 @@ def pack(package: Path, main: str) -> bytes:
     return out.getvalue()
 
 
+def holds(dest: Path, data: bytes) -> bool:
+    """dest is a file of exactly these bytes."""
+    return dest.is_file() and dest.read_bytes() == data
+
+
 def write(dest: Path, data: bytes) -> bool:
     """Write dest unless it holds these bytes already; True when written."""
-    if dest.is_file() and dest.read_bytes() == data:
+    if holds(dest, data):
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, part = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
@@ -109,7 +114,7 @@ def main() -> None:
     except (OSError, ValueError) as error:
         module.fail_json(msg=str(error))
     if module.check_mode:
-        module.exit_json(changed=not (dest.is_file() and dest.read_bytes() == data), dest=str(dest))
+        module.exit_json(changed=not holds(dest, data), dest=str(dest))
     try:
         changed = write(dest, data)
     except OSError as error:

@@ -166,7 +166,7 @@ class Front:
                     env.client.finish_reading()
                     raise FrontError(
                         f"{env.name}: the runtime client "
-                        f"{li._exit_description(env.client.returncode())} during init; "
+                        f"{li.exit_description(env.client.returncode())} during init; "
                         f"its last stderr lines:\n{env.client.last_stderr()}")
             if time.monotonic() > end:
                 raise FrontError(f"{waiting[0].name}: init did not finish within {timeout:g} s")

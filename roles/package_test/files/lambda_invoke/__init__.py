@@ -38,7 +38,7 @@ and the tests) are re-exported here.
 from .cases import Case, ignoring, judge, load_cases, parse_cases, subset_mismatches, without_keys
 from .cli import ACCOUNT_ID, EXIT_CLIENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, main, parse_args
 from .client import Client, interpreter_version, lambda_environment, run_as
-from .driver import CaseResult, RunResult, _exit_description, drive
+from .driver import CaseResult, RunResult, drive, exit_description
 from .errors import UsageError
 from .reports import junit_xml, report_json, write_outputs
 from .runtime_api import (
@@ -75,8 +75,8 @@ __all__ = [
     "RuntimeApiHandler",
     "RuntimeApiServer",
     "UsageError",
-    "_exit_description",
     "drive",
+    "exit_description",
     "ignoring",
     "interpreter_version",
     "judge",

@@ -46,7 +46,7 @@ class RunResult:
         return len(self.cases) - self.passed
 
 
-def _exit_description(returncode: int | None) -> str:
+def exit_description(returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
         try:
             return f"was killed by {signal.Signals(-returncode).name}"
@@ -61,7 +61,7 @@ def _client_failure(state: str, case: Case, client: Client, api: RuntimeApi, tim
     if state == EXITED:
         client.finish_reading()
         return (
-            f"the runtime client {_exit_description(client.returncode())} before answering "
+            f"the runtime client {exit_description(client.returncode())} before answering "
             f"case {case.name!r}; its last stderr lines:\n{client.last_stderr()}"
         )
     waiting = "" if api.first_next is not None else " (it never asked for an event: init)"
