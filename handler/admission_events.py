@@ -4,7 +4,6 @@
 response with CORS headers whose body is JSON.
 """
 
-import base64
 import json
 import os
 from collections.abc import Mapping
@@ -37,6 +36,8 @@ def http_method(event: Mapping[str, Any]) -> str:
 
 def _decode_body(body: str, base64_encoded: bool) -> Any:
     if base64_encoded:
+        import base64  # here, not at the top: most events are not base64 (cold start)
+
         try:
             body = base64.b64decode(body, validate=True).decode("utf-8")
         except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors

@@ -15,11 +15,10 @@ needed, so importing this module stays cheap.
 """
 
 import contextlib
-import dataclasses
 import os
 import re
 import time
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from admission_errors import HandlerError, ModelUnavailable, log_line
 from admission_predictor import LoadedModel, read_model
@@ -40,8 +39,7 @@ STALE_DOWNLOAD_SECONDS = 15 * 60
 _model: Optional[LoadedModel] = None
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelSource:
+class ModelSource(NamedTuple):
     """Where the model comes from: a local ``path``, or S3 ``bucket``/``key``."""
 
     path: Optional[str] = None

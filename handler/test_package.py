@@ -182,6 +182,26 @@ class PackageTest(unittest.TestCase):
         here = handler.admit_probability(800, 4, _rank())
         self.assertEqual(_bits([report["probability"]]), _bits([here]))
 
+    def test_a_cold_start_writes_only_its_log_line(self) -> None:
+        """A fresh process's first invocation, and its exit, write the invocation's log
+        line and nothing else: no R startup or exit warning (a locale the system lacks,
+        a file the package left out), no rpy2 or Python message. LANG is Lambda's."""
+        event = {"gre": 800, "gpa": 4, "rank": _rank()}
+        child = f"import handler\nhandler.lambda_handler({event!r}, None)\n"
+        env = {**os.environ, "LANG": "en_US.UTF-8"}
+        done = subprocess.run(
+            [sys.executable, "-c", child],
+            cwd=HERE,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stderr, "")
+        [line] = done.stdout.splitlines()
+        self.assertEqual(json.loads(line)["outcome"], "ok")
+
 
 if __name__ == "__main__":
     unittest.main()

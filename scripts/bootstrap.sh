@@ -2,6 +2,11 @@
 # Prepare this machine (Debian 12, root) for a local release and the tests:
 # apt packages, podman settings, the pinned virtualenv. Safe to run again: each
 # step is skipped when it is already done.
+#
+# The virtualenv lives in the machine-wide cache (R_LAMBDA_CACHE_DIR, else
+# $XDG_CACHE_HOME/r-lambda, else ~/.cache/r-lambda: the rule of the lookup
+# r_lambda.release.cache_dir), named after a digest of what it is made from, and .venv
+# links to it: a second checkout of the same requirements on this machine starts at once.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -10,19 +15,37 @@ log() { printf '\033[1mbootstrap:\033[0m %s\n' "$*"; }
 
 # catatonit: the init that `podman run --init` needs (only a recommendation of podman).
 # iptables: the local S3 container's firewall (roles/local_s3; only a suggestion of podman).
-apt_packages=(podman runc catatonit iptables debootstrap r-base-core r-base-dev python3-venv zip unzip make openssh-client)
+# mmdebstrap: the hosts' base images (roles/local_hosts).
+apt_packages=(podman runc catatonit iptables mmdebstrap r-base-core r-base-dev python3-venv zip unzip make openssh-client)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if ((${#missing[@]})) && [[ $(id -u) -ne 0 ]]; then
+  echo "bootstrap: missing apt packages (${missing[*]}); run as root or install them" >&2
+  exit 1
+fi
+# pip as configured on this machine also warns about every index folder it lacks: noise.
+pip_() { "$venv/bin/pip" "$@" 2> >(grep -v "^WARNING: Location 'file:" >&2); }
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+cache=${R_LAMBDA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/r-lambda}
+# What the virtualenv is made from: the pins, the Python that runs it and the R that rpy2
+# is compiled against (r-base-core's version, known before it is installed).
+r_version=$(apt-cache policy r-base-core 2>/dev/null | awk '/Installed:/ && $2 != "(none)" {print $2; exit} /Candidate:/ {c=$2} END {if (c) print c}' | head -n 1)
+want=$( { cat requirements.txt requirements.lock; python3 -VV; echo "r-base-core $r_version"; } | sha256sum | cut -c1-16)
+venv=$cache/venvs/$want
+
+apt_pid=""
 if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "bootstrap: missing apt packages (${missing[*]}); run as root or install them" >&2
-    exit 1
-  fi
   log "installing apt packages: ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The virtualenv needs python3-venv first; everything else installs while pip works.
+  if [[ " ${missing[*]} " == *" python3-venv "* ]]; then apt_install python3-venv; fi
+  apt_install "${missing[@]}" &
+  apt_pid=$!
 fi
 
 # podman on this kind of host needs runc (crun fails under hybrid cgroups) and no
@@ -33,14 +56,28 @@ if ! cmp -s podman/containers.conf "$conf_dir/50-r-lambda.conf" 2>/dev/null; the
   install -D -m 0644 podman/containers.conf "$conf_dir/50-r-lambda.conf"
 fi
 
-stamp=.venv/.requirements.sha256
-want=$(cat requirements.txt requirements.lock | sha256sum | cut -d' ' -f1)
-if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  log "creating .venv from requirements.txt (a few minutes the first time)"
-  python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  # rpy2 is compiled against the R found here (never a wheel built for another R).
-  .venv/bin/pip install -q --no-binary rpy2,rpy2-rinterface -r requirements.txt -c requirements.lock
-  echo "$want" >"$stamp"
+mkdir -p "$cache/venvs"
+exec 9>"$cache/venvs/.lock"
+flock 9  # one bootstrap at a time makes a given virtualenv; the others then find it
+if [[ ! -e $venv/.complete ]]; then
+  log "creating the virtualenv $venv from requirements.txt (about 20 s)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  # pip and uv pinned (requirements.lock); uv installs the rest: parallel downloads and
+  # its own machine-wide cache, about 5 s where pip took 45 even with its cache warm.
+  pip_ install -q -c requirements.lock pip uv
+  uv_() { "$venv/bin/uv" pip install -q --python "$venv/bin/python" -c requirements.lock "$@"; }
+  # Everything but rpy2 while apt works; rpy2 is compiled against the R installed here
+  # (never a wheel built for another R), so it waits for r-base-dev.
+  uv_ -r <(grep -v '^rpy2' requirements.txt)
+  if [[ -n $apt_pid ]]; then wait "$apt_pid"; apt_pid=""; fi
+  uv_ --no-binary rpy2 --no-binary rpy2-rinterface -r <(grep '^rpy2' requirements.txt)
+  touch "$venv/.complete"
+fi
+flock -u 9
+if [[ -n $apt_pid ]]; then wait "$apt_pid"; fi
+if [[ "$(readlink .venv 2>/dev/null)" != "$venv" ]]; then
+  [[ -L .venv || ! -e .venv ]] || { log "replacing the checkout's own .venv folder by the shared one"; rm -rf .venv; }
+  ln -sfn "$venv" .venv
 fi
 log "ready"

@@ -24,7 +24,7 @@ AUDIT_CHILD = textwrap.dedent(
             spawned.append([event, repr(args)[:200]])
     sys.addaudithook(audit)
     ld_before = os.environ.get("LD_LIBRARY_PATH")
-    startup_env = ("R_DEFAULT_PACKAGES", "R_ENABLE_JIT")
+    startup_env = ("R_DEFAULT_PACKAGES", "R_ENABLE_JIT", "R_REPOSITORIES", "LANG", "LC_ALL")
     startup_before = {name: os.environ.get(name) for name in startup_env}
     import handler
     lazy = ("rpy2", "boto3", "hashlib", "shutil", "tempfile", "glob")
@@ -42,6 +42,13 @@ AUDIT_CHILD = textwrap.dedent(
         "startup_env_unchanged": {n: os.environ.get(n) for n in startup_env} == startup_before,
         "r_namespaces": sorted(ri.baseenv["loadedNamespaces"]()),
         "r_attached": list(ri.baseenv["search"]()),
+        "r_lc_collate": ri.baseenv["Sys.getlocale"]("LC_COLLATE")[0],
+        "r_sys_which_sh": ri.baseenv["Sys.which"]("sh")[0],
+        "r_sys_which_locked": ri.baseenv["bindingIsLocked"]("Sys.which", ri.baseenv)[0],
+        "deferred_modules_run": [
+            name for name in admission_r_session.DEFERRED_MODULES
+            if type(sys.modules.get(name)).__name__ != "_DeferredModule"
+        ],
     }))
     """
 )
@@ -79,7 +86,7 @@ def _run_audited(cwd: Path, env: dict[str, str]) -> dict[str, Any]:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return {**json.loads(done.stdout.splitlines()[-1]), "stderr": done.stderr}
 
 
 def test_importing_the_handler_loads_neither_rpy2_nor_boto3_nor_the_s3_cache_modules(
@@ -125,6 +132,80 @@ def test_r_startup_settings_from_the_environment_are_honoured(
     assert "package:datasets" in report["r_attached"]
     assert report["startup_env_unchanged"] is True
     assert round(report["probability"], 4) == 0.7384
+
+
+def test_a_prediction_runs_no_standard_module_that_rpy2_imports_but_never_uses(
+    trained_model: TrainedModel, r_home: str
+) -> None:
+    report = _run_audited(HANDLER_DIR, _child_env(trained_model.trimmed, R_HOME=r_home))
+    assert report["deferred_modules_run"] == []
+    assert round(report["probability"], 4) == 0.7384
+
+
+def test_loading_the_model_runs_no_program_not_even_from_r(
+    trained_model: TrainedModel, r_home: str, tmp_path: Path
+) -> None:
+    """utils' .onLoad (stats imports utils) would run `which uname` and `uname -a` through
+    /bin/sh to record the OS: a `uname` first on PATH would run. Sys.which is whole again
+    afterwards."""
+    bin_dir, ran = tmp_path / "bin", tmp_path / "uname-ran"
+    bin_dir.mkdir()
+    uname = bin_dir / "uname"
+    uname.write_text(f'#!/bin/sh\necho "uname $*" >> {ran}\necho Linux\n')
+    uname.chmod(0o755)
+    path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"
+    report = _run_audited(HANDLER_DIR, _child_env(trained_model.trimmed, R_HOME=r_home, PATH=path))
+    assert round(report["probability"], 4) == 0.7384
+    assert not ran.exists(), ran.read_text()
+    assert report["r_sys_which_sh"].endswith("/sh")
+    assert report["r_sys_which_locked"] is True
+    assert report["startup_env_unchanged"] is True
+
+
+def test_a_locale_the_system_lacks_is_c_for_r_and_r_does_not_warn_about_it(
+    trained_model: TrainedModel, r_home: str
+) -> None:
+    """Lambda sets LANG=en_US.UTF-8 and its Amazon Linux 2023 runtimes lack that locale: R
+    falls back to C, and used to say so on stderr at every cold start."""
+    env = _child_env(trained_model.trimmed, R_HOME=r_home, LANG="xx_XX.UTF-8", LC_ALL=None)
+    report = _run_audited(HANDLER_DIR, env)
+    assert report["r_lc_collate"] == "C"
+    assert "Setting LC_" not in report["stderr"]
+    assert report["stderr"] == ""
+    assert report["startup_env_unchanged"] is True
+    assert round(report["probability"], 4) == 0.7384
+
+
+R_ERROR_CHILD = textwrap.dedent(
+    """
+    import logging, sys
+    logging.basicConfig(stream=sys.stdout)  # as Lambda's runtime client: log records to stdout
+    import handler
+    try:
+        handler.lambda_handler({"gre": 800, "gpa": 4, "rank": 1})
+    except handler.ModelUnavailable:
+        pass
+    """
+)
+
+
+def test_r_errors_go_to_stderr_and_stdout_keeps_only_the_log_lines(
+    r_home: str, tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.rds"
+    corrupt.write_bytes(b"not an rds file")
+    done = subprocess.run(
+        [sys.executable, "-c", R_ERROR_CHILD],
+        cwd=HANDLER_DIR,
+        env=_child_env(corrupt, R_HOME=r_home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    assert json.loads(line)["error_type"] == "ModelUnavailable"
+    assert "Error in" in done.stderr and "unknown input format" in done.stderr
 
 
 def test_without_r_home_rpy2_asks_r_once_for_it(trained_model: TrainedModel) -> None:
@@ -215,8 +296,8 @@ def test_run_checks_passes_in_the_repository_and_writes_junit(
     done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
     assert done.returncode == 0, done.stdout + done.stderr
     # Skipped: the read-only check, which needs an unprivileged user (the clean host runs it).
-    assert done.stdout.splitlines()[-1] == "8 passed, 0 failed, 1 skipped"
-    assert _counts(suite) == {"tests": "9", "failures": "0", "errors": "0", "skipped": "1"}
+    assert done.stdout.splitlines()[-1] == "9 passed, 0 failed, 1 skipped"
+    assert _counts(suite) == {"tests": "10", "failures": "0", "errors": "0", "skipped": "1"}
     cases = suite.findall("testcase")
     assert {c.attrib["classname"] for c in cases} == {
         "test_handler.HandlerTest",
@@ -231,7 +312,7 @@ def test_libr_check_fails_when_libr_is_not_under_the_expected_directory(
     env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=str(tmp_path))
     done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
     assert done.returncode == 1
-    assert done.stdout.splitlines()[-1] == "6 passed, 1 failed, 2 skipped"
+    assert done.stdout.splitlines()[-1] == "7 passed, 1 failed, 2 skipped"
     failed = [c for c in suite.findall("testcase") if c.find("failure") is not None]
     assert [c.attrib["name"] for c in failed] == ["test_libr_is_loaded_from_the_expected_directory"]
     assert f"is not under {tmp_path}" in failed[0].find("failure").attrib["message"]

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for --import-mode=importlib
 
-from release_runs import LOG_DIR, REPO
+from release_runs import LOG_DIR, cache_root
 from sandbox_support import Sandbox, remove_containers, start_moto, stop_moto
 
 
@@ -46,7 +46,7 @@ def r_build_ready() -> None:
     controller's cache, rather than compile the same trees at the same time on a 2-core
     machine. Without cached builds by then, the sandbox's release builds them itself."""
     seconds = int(os.environ.get("R_LAMBDA_WAIT_FOR_R_BUILD") or 0)
-    cache = REPO / ".state" / "cache"
+    cache = cache_root()
     # R's build, then the target Python's (role target_python): both compiled once.
     builds = (cache / "r-source", "R-*.tar.gz"), (cache / "python-source", "Python-*.tar.gz")
     deadline = time.monotonic() + seconds

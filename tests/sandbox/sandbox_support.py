@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
-from release_runs import LOG_DIR, REPO, RUN_ID, VENV_BIN, Run, Started, ansible_env, containers
+from release_runs import LOG_DIR, RUN_ID, VENV_BIN, Run, Started, ansible_env, containers
 
 PROJECT = "r-lambda"
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
@@ -102,10 +102,6 @@ class Sandbox:
             f"release_state_dir={state}",
             "-e",
             f"release_dist_dir={dist}",
-            # A wheelhouse of the sandbox's own: a local release may bundle build inputs
-            # there under the same digest-named file at the same time.
-            "-e",
-            f"lambda_package_wheelhouse={REPO}/.state/sandbox/wheelhouse",
         ]
 
     def client(self, service: str):

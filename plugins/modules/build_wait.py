@@ -1,0 +1,74 @@
+#!/usr/bin/python
+"""Documentation of the action plugin plugins/action/build_wait.py, which does the work on the
+controller: it follows a build started with ``async`` and ``poll: 0`` and prints its progress."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: build_wait
+short_description: Wait for a background build, printing its progress and the time left
+description:
+  - Polls a job started with C(async) like C(async_status) in an C(until) loop, but prints a
+    line every I(report_every) seconds with the time so far and about how long is left.
+  - Ends with the job's own result; fails when the job failed or outlasted I(timeout).
+options:
+  jid:
+    type: str
+    required: true
+    description: "The job id a task with C(async) and C(poll: 0) registered (C(ansible_job_id))."
+  label:
+    type: str
+    required: true
+    description: What is being built, as a person reads it (e.g. C(R 4.5.0)).
+  expected_seconds:
+    type: float
+    default: 0
+    description: How long the build should take (0 says nothing about the time left).
+  expected_from:
+    type: str
+    default: ""
+    description: "Where that figure comes from, printed with it (e.g. C(the last build here))."
+  started_at:
+    type: float
+    default: 0
+    description: Epoch second the build started (0 counts from this task).
+  timeout:
+    type: int
+    default: 3600
+    description: Seconds after which the wait fails (the build is left to its async limit).
+  poll:
+    type: int
+    default: 5
+    description: Seconds between two looks at the build.
+  report_every:
+    type: int
+    default: 30
+    description: Seconds between two progress lines.
+"""
+
+EXAMPLES = r"""
+- name: Start compiling R in the background
+  r_lambda.release.source_build:
+    chdir: /var/tmp/r/R-4.5.0
+    configure: [--prefix=/opt/R/4.5.0]
+    stage: /var/tmp/r/stage
+    prefix: /opt/R/4.5.0
+    tarball: /var/tmp/r/R.tar.gz
+  async: 3600
+  poll: 0
+  register: job
+
+- name: Compile R, saying how long is left
+  r_lambda.release.build_wait:
+    jid: "{{ job.ansible_job_id }}"
+    label: compiling R 4.5.0
+    expected_seconds: 200
+    expected_from: a first-time estimate
+"""
+
+RETURN = r"""
+elapsed_seconds:
+  description: Seconds from the build's start (I(started_at), else this task's) to its end.
+  type: float
+  returned: always
+"""

@@ -1,0 +1,253 @@
+#!/usr/bin/python
+"""Keep one entry of the machine-wide build cache, verified by its sha256.
+
+The cache (lookup ``r_lambda.release.cache_dir``) holds what a release downloads or builds
+once per machine: source tarballs, built R and Python trees, wheels. An entry is a file or
+a folder named after a digest of its inputs, and ``<entry>.sha256`` beside it holds the
+sha256 of its bytes (of a folder: of its SHA256SUMS-style listing), written when the entry
+was stored. ``state: verified`` trusts an entry only when it still has those bytes: a
+truncated, edited or half-written entry is removed (the caller then builds it again),
+never used. ``state: stored`` moves a finished file or folder into place by a rename and
+then writes its digest, so a reader sees a whole entry or none, whatever is interrupted.
+``state: present`` is both: a verified entry is used, a missing or corrupt one is made by
+the ``fill`` commands into a temporary folder of this process and then stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: cache_entry
+short_description: Verify, store or remove one entry of the machine-wide build cache
+description:
+  - An entry is a file or a folder; C(<path>.sha256) beside it holds the sha256 of its bytes
+    (of a folder, of the sorted list of its files' sha256 and relative paths).
+  - C(verified) removes an entry whose bytes no longer match, so that the caller rebuilds it.
+  - C(stored) moves a finished file or folder into place by a rename, then writes its digest.
+  - C(present) keeps a verified entry, else makes it with I(fill) in a temporary folder and
+    stores it.
+options:
+  path:
+    type: path
+    required: true
+    description: The entry in the cache.
+  state:
+    type: str
+    choices: [verified, stored, present, absent]
+    default: verified
+    description:
+      - C(verified) reports whether the entry exists with the bytes its digest names,
+        removing it when it does not.
+      - C(stored) moves I(src) to I(path) and records its digest.
+      - C(present) is C(verified), then, when the entry is missing or was corrupt, runs
+        I(fill) and stores what it made.
+      - C(absent) removes the entry and its digest.
+  fill:
+    type: list
+    elements: list
+    description:
+      - With C(present), the commands (each a list of arguments, run in order on the
+        controller, without a shell) that make the entry; C({part}) in an argument stands for
+        the temporary folder they must fill, which becomes the entry.
+  src:
+    type: path
+    description: With C(stored), the finished file or folder, on the same file system as I(path).
+"""
+
+EXAMPLES = r"""
+- name: Look for the built R in the cache, verified
+  r_lambda.release.cache_entry:
+    path: "{{ r_runtime_source_cache_dir }}/R-4.5.0-x86_64-0123456789abcdef.tar.gz"
+  register: cached
+
+- name: Download the runtime client's wheels once per machine, verified before every use
+  r_lambda.release.cache_entry:
+    path: "{{ wheelhouse }}/awslambdaric-4.2.2-cp313-x86_64"
+    state: present
+    fill:
+      - [pip, download, --only-binary, ":all:", --python-version, "3.13", --dest, "{part}",
+         awslambdaric==4.2.2]
+
+- name: Keep a new build in the cache
+  r_lambda.release.cache_entry:
+    path: "{{ r_runtime_source_cache_dir }}/R-4.5.0-x86_64-0123456789abcdef.tar.gz"
+    src: "{{ r_runtime_source_cache_dir }}/R-4.5.0-x86_64-0123456789abcdef.tar.gz.part"
+    state: stored
+"""
+
+RETURN = r"""
+exists:
+  description: The entry exists and its bytes match its recorded sha256 (after the task).
+  type: bool
+  returned: always
+sha256:
+  description: The entry's sha256 (empty when it does not exist).
+  type: str
+  returned: always
+removed:
+  description: Why a corrupt entry was removed (empty when none was).
+  type: str
+  returned: always
+filled:
+  description: With C(present), whether the fill commands made the entry in this run.
+  type: bool
+  returned: always
+"""
+
+CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def entry_sha256(path: Path) -> str:
+    """The sha256 of a file, or of a folder's sorted ``<sha256>  <relative path>`` lines."""
+    if path.is_file():
+        return file_sha256(path)
+    lines = [f"{file_sha256(p)}  {p.relative_to(path).as_posix()}\n"
+             for p in sorted(path.rglob("*")) if p.is_file()]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def recorded_sha256(path: Path) -> str:
+    try:
+        return sidecar(path).read_text().split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+    sidecar(path).unlink(missing_ok=True)
+
+
+def check(path: Path) -> tuple[str, str]:
+    """(sha256, why it is corrupt): ("", "") for a missing entry."""
+    if not path.exists():
+        return "", ""
+    want = recorded_sha256(path)
+    if not want:
+        return "", f"{path} has no recorded sha256 ({sidecar(path).name}): it was never completed"
+    have = entry_sha256(path)
+    if have != want:
+        return "", f"{path} has sha256 {have}, not the {want} recorded when it was stored"
+    return have, ""
+
+
+def write_sidecar(path: Path, sha256: str) -> None:
+    fd, part = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{sha256}  {path.name}\n")
+    os.chmod(part, 0o644)
+    os.replace(part, sidecar(path))
+
+
+def store(src: Path, path: Path) -> str:
+    """Move src into place (replacing an older entry), then record its digest."""
+    sha256 = entry_sha256(src)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar(path).unlink(missing_ok=True)  # no moment where an old digest names new bytes
+    if src.is_dir():
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            src.rename(path)
+            shutil.rmtree(old)
+        else:
+            src.rename(path)
+    else:
+        os.replace(src, path)
+    write_sidecar(path, sha256)
+    return sha256
+
+
+def fill(path: Path, commands: list[list[str]]) -> str:
+    """Make the entry with the commands into a folder of this process's, then store it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = Path(tempfile.mkdtemp(prefix=f".{path.name}.part-", dir=path.parent))
+    try:
+        for command in commands:
+            argv = [str(arg).replace("{part}", str(part)) for arg in command]
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            if done.returncode != 0:
+                output = (done.stderr or done.stdout).strip()[-2000:]
+                raise FillFailed(f"making {path} failed: {' '.join(argv)} exited with "
+                                 f"{done.returncode}: {output}")
+        return store(part, path)
+    finally:
+        if part.exists():
+            shutil.rmtree(part)
+
+
+class FillFailed(Exception):
+    pass
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "state": {"type": "str", "default": "verified",
+                      "choices": ["verified", "stored", "present", "absent"]},
+            "src": {"type": "path"},
+            "fill": {"type": "list", "elements": "list"},
+        },
+        required_if=[("state", "stored", ["src"]), ("state", "present", ["fill"])],
+        supports_check_mode=True,
+    )
+    path = Path(module.params["path"])
+    state = module.params["state"]
+    try:
+        if state == "stored":
+            src = Path(module.params["src"])
+            if not src.exists():
+                module.fail_json(msg=f"src={str(src)!r} does not exist: nothing to store as {path}")
+            if module.check_mode:
+                module.exit_json(changed=True, exists=True, sha256="", removed="", filled=False)
+            sha256 = store(src, path)
+            module.exit_json(changed=True, exists=True, sha256=sha256, removed="", filled=False)
+        if state == "absent":
+            changed = path.exists() or sidecar(path).exists()
+            if changed and not module.check_mode:
+                remove(path)
+            module.exit_json(changed=changed, exists=False, sha256="", removed="", filled=False)
+        sha256, corrupt = check(path)
+        if corrupt:
+            module.warn(f"Cache entry removed, it will be built again: {corrupt}")
+            if not module.check_mode:
+                remove(path)
+        elif not sha256 and sidecar(path).exists() and not module.check_mode:
+            sidecar(path).unlink()  # a digest left without its entry
+        if state == "present" and not sha256 and not module.check_mode:
+            module.exit_json(changed=True, exists=True, sha256=fill(path, module.params["fill"]),
+                             removed=corrupt, filled=True)
+        module.exit_json(changed=bool(corrupt) or (state == "present" and not sha256),
+                         exists=bool(sha256), sha256=sha256, removed=corrupt, filled=False)
+    except FillFailed as error:
+        module.fail_json(msg=str(error))
+    except OSError as error:
+        module.fail_json(msg=f"cache entry {str(path)!r}: {error}")
+
+
+if __name__ == "__main__":
+    main()

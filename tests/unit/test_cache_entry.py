@@ -1,0 +1,105 @@
+"""plugins/modules/cache_entry.py and plugins/lookup/cache_dir.py: the machine-wide cache,
+whose entries are used only while they hold the bytes recorded when they were stored."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from module_loading import load
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = REPO / "plugins" / "modules" / "cache_entry.py"
+cache_entry = load("cache_entry_module", MODULE)
+cache_dir = load("cache_dir_lookup", REPO / "plugins" / "lookup" / "cache_dir.py")
+
+
+def run(tmp_path: Path, **args: object) -> dict:
+    """The module as Ansible runs it: a process reading its arguments from a file."""
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    done = subprocess.run([sys.executable, str(MODULE), str(args_file)],
+                          capture_output=True, text=True, check=False)
+    return json.loads(done.stdout)
+
+
+def test_a_stored_file_is_verified_by_the_sha256_of_its_bytes(tmp_path: Path) -> None:
+    part = tmp_path / "R.tar.gz.part"
+    part.write_bytes(b"built tree")
+    entry = tmp_path / "cache" / "R.tar.gz"
+    stored = run(tmp_path, path=str(entry), src=str(part), state="stored")
+    want = hashlib.sha256(b"built tree").hexdigest()
+    assert (stored["sha256"], part.exists(), entry.read_bytes()) == (want, False, b"built tree")
+    assert run(tmp_path, path=str(entry)) | {"invocation": None} == {
+        "changed": False, "exists": True, "sha256": want, "removed": "", "filled": False,
+        "invocation": None}
+
+
+def test_an_entry_whose_bytes_changed_is_removed_and_reported_not_used(tmp_path: Path) -> None:
+    entry = tmp_path / "R.tar.gz"
+    entry.write_bytes(b"built tree")
+    cache_entry.write_sidecar(entry, hashlib.sha256(b"built tree").hexdigest())
+    entry.write_bytes(b"built tre")  # truncated after it was stored
+    result = run(tmp_path, path=str(entry))
+    assert (result["exists"], result["changed"]) == (False, True)
+    assert "not the" in result["removed"] and result["warnings"]
+    assert not entry.exists() and not cache_entry.sidecar(entry).exists()
+
+
+def test_an_entry_never_completed_has_no_digest_and_is_removed(tmp_path: Path) -> None:
+    entry = tmp_path / "wheels"
+    entry.mkdir()
+    (entry / "half.whl").write_bytes(b"x")
+    result = run(tmp_path, path=str(entry))
+    assert result["exists"] is False and "never completed" in result["removed"]
+    assert not entry.exists()
+
+
+def test_a_folder_digest_covers_every_file_and_its_name(tmp_path: Path) -> None:
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    (folder / "a.whl").write_bytes(b"a")
+    first = cache_entry.entry_sha256(folder)
+    (folder / "a.whl").rename(folder / "b.whl")
+    renamed = cache_entry.entry_sha256(folder)
+    (folder / "b.whl").write_bytes(b"c")
+    assert len({first, renamed, cache_entry.entry_sha256(folder)}) == 3
+
+
+def test_present_fills_a_missing_entry_once_then_uses_it(tmp_path: Path) -> None:
+    entry, calls = tmp_path / "cache" / "wheels-1", tmp_path / "calls"
+    fill = [["sh", "-c", f'echo x >> {calls}; echo wheel > "$1/w.whl"', "sh", "{part}"]]
+    first = run(tmp_path, path=str(entry), state="present", fill=fill)
+    second = run(tmp_path, path=str(entry), state="present", fill=fill)
+    assert (first["filled"], first["exists"], second["filled"], second["changed"]) == (
+        True, True, False, False)
+    assert calls.read_text() == "x\n" and (entry / "w.whl").read_text() == "wheel\n"
+    assert sorted(p.name for p in entry.parent.iterdir()) == ["wheels-1", "wheels-1.sha256"]
+
+
+def test_a_failed_fill_names_the_command_and_leaves_nothing(tmp_path: Path) -> None:
+    entry = tmp_path / "cache" / "wheels-1"
+    result = run(tmp_path, path=str(entry), state="present",
+                 fill=[["sh", "-c", 'touch "$1/half.whl"; echo no index >&2; exit 3',
+                        "sh", "{part}"]])
+    assert result["failed"] is True
+    assert "exited with 3: no index" in result["msg"] and "sh -c" in result["msg"]
+    assert list(entry.parent.iterdir()) == []
+
+
+def test_the_cache_folder_follows_the_setting_then_xdg_then_home(tmp_path: Path) -> None:
+    home = str(Path.home())
+    assert cache_dir.cache_root({"R_LAMBDA_CACHE_DIR": str(tmp_path / "c"),
+                                 "XDG_CACHE_HOME": "/x"}) == str(tmp_path / "c")
+    assert cache_dir.cache_root({"XDG_CACHE_HOME": "/x"}) == "/x/r-lambda"
+    assert cache_dir.cache_root({}) == f"{home}/.cache/r-lambda"
+
+
+@pytest.mark.parametrize("term", ["/etc", "../up", "a/../../b"])
+def test_the_lookup_refuses_folders_outside_the_cache(term: str) -> None:
+    with pytest.raises(Exception, match="relative to the cache"):
+        cache_dir.LookupModule().run([term])
