@@ -40,12 +40,12 @@ test-unit: bootstrap
 
 # Releases on the local platform (SeaweedFS, podman).
 test-integration: bootstrap
-	$(BIN)/pytest -m slow tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -m slow tests/integration --durations=0 --durations-min=30 $(PYTEST_ARGS)
 
 # Releases on the sandbox platform (moto, SSH containers). R_WAIT: seconds to wait for
 # another run's R build to reach the cache rather than compile the same R at once.
 test-sandbox: bootstrap
-	R_LAMBDA_WAIT_FOR_R_BUILD=$(R_WAIT) $(BIN)/pytest -m slow tests/sandbox $(PYTEST_ARGS)
+	R_LAMBDA_WAIT_FOR_R_BUILD=$(R_WAIT) $(BIN)/pytest -m slow tests/sandbox --durations=0 --durations-min=30 $(PYTEST_ARGS)
 
 # Molecule scenarios that use no local S3 (their own containers or moto server only).
 MOLECULE_WITHOUT_S3 := local_hosts r_runtime r_runtime_source target_python ec2_host
