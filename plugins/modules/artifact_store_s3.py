@@ -322,10 +322,28 @@ class Store:
                 self.client.delete_object(Bucket=self.bucket, Key=key)
         return {"changed": bool(apply and removed), "kept": kept, "unused": unused, "keys": removed}
 
+    def promoted(self, version: str) -> str:
+        """Why version's objects must stay whatever happened to the run that wrote them:
+        its manifest in the store is verified, or latest.json names it ("" when neither).
+        The store is asked, not the run's record: a run killed between moving latest.json
+        and recording its promotion is promoted all the same."""
+        if not version:
+            return ""
+        manifest = json.loads(self.read(f"{self.prefix}/{version}/manifest.json")[0] or b"{}")
+        if manifest.get("status") == "verified":
+            return f"release {version} is verified"
+        latest = json.loads(self.read(f"{self.prefix}/latest.json")[0] or b"{}")
+        return f"latest.json names release {version}" if latest.get("version") == version else ""
+
     def rollback(self, run_id: str, keys: list[str], version: str = "") -> dict:
         """Remove the keys run_id wrote, newest first; keep what another run wrote and any
         layer another manifest names (the manifests are read only when a layer is among
-        the keys)."""
+        the keys). A release that is verified or that latest.json names is never rolled
+        back: all of its keys stay."""
+        promoted = self.promoted(version)
+        if promoted:
+            present = [key for key in reversed(keys) if self.head(key) is not None]
+            return {"deleted": [], "kept": [f"{key} ({promoted})" for key in present]}
         in_use: dict[str, list[str]] = {}
         if any(key.startswith("layers/") for key in keys):
             in_use = _layers_of({v: m for v, m in self.manifests().items() if v != version})

@@ -132,6 +132,29 @@ def test_a_rollback_keeps_a_layer_another_release_names(store) -> None:
     assert json.loads(store.read(store.lock_key)[0])["state"] == "released"
 
 
+@pytest.mark.parametrize("gap", ["manifest verified", "latest.json moved"])
+def test_a_release_promoted_before_its_run_died_is_never_rolled_back(store, gap: str) -> None:
+    """The run dies after the store says the release is promoted (a verified manifest, or
+    latest.json naming it) but before its own record says so: the reaper or a lock
+    takeover rolls the run back, and every object stays."""
+    store.lock("run-a", "v1", 60, {})
+    for name in ("admission.zip", "admission.rds"):
+        store.put("run-a", f"releases/v1/{name}", name.encode())
+    verified = gap == "manifest verified"
+    manifest = {"version": "v1", "status": "verified" if verified else "candidate"}
+    store.put("run-a", "releases/v1/manifest.json", json.dumps(manifest).encode())
+    if gap == "latest.json moved":
+        store.move_latest("run-a", {"version": "v1", "created_at": "2026-12-07T00:00:00Z"})
+    before = keys(store)
+
+    rolled_back = store.release("run-a", rollback=True)["rolled_back"]
+
+    reason = "release v1 is verified" if verified else "latest.json names release v1"
+    names = ("manifest.json", "admission.rds", "admission.zip")  # newest first
+    assert rolled_back == {"deleted": [], "kept": [f"releases/v1/{n} ({reason})" for n in names]}
+    assert keys(store) == before
+
+
 def test_latest_never_moves_to_an_older_release(store) -> None:
     store.lock("run-a", "v2", 60, {})
     newer = {"version": "v2", "created_at": "2026-11-30T12:00:00Z"}
