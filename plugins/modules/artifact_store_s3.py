@@ -48,7 +48,7 @@ options:
   action:
     type: str
     required: true
-    choices: [lock, release, put, get, move_latest, gc, append]
+    choices: [lock, release, put, get, move_latest, gc, append, check]
     description: What to do.
   bucket: {type: str, required: true, description: The release bucket.}
   prefix:
@@ -56,7 +56,11 @@ options:
     default: releases
     description: Key prefix of the releases; the lock and latest.json live under it.
   run_id: {type: str, description: The run that holds the lock.}
-  version: {type: str, description: The release version the run publishes (lock).}
+  version:
+    type: str
+    description: >-
+      The release version the run publishes (lock), or to check (check: its manifest is
+      verified and every object it names has the sha256 it records).
   owner: {type: dict, description: Who runs the release, recorded in the lock.}
   key: {type: str, description: Object key (put, get).}
   src: {type: path, description: Local file to put.}
@@ -81,6 +85,8 @@ options:
 LOCK_NAME = ".lock.json"
 USER_AGENT = "r-lambda-artifact_store_s3/1"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# A release version as artifact_store accepts it (roles/artifact_store: the S3 key part).
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class Refused(Exception):
@@ -335,6 +341,32 @@ class Store:
         latest = json.loads(self.read(f"{self.prefix}/latest.json")[0] or b"{}")
         return f"latest.json names release {version}" if latest.get("version") == version else ""
 
+    def check(self, version: str) -> list[str]:
+        """What is wrong with release version in the store ([] when nothing is): its
+        manifest exists and is verified, and every object it names with a sha256 (the zip,
+        model, function, layer) exists with those bytes (each is read and hashed)."""
+        if not VERSION.fullmatch(version or ""):
+            return [f"its version {version!r} is not a release version"]
+        key = f"{self.prefix}/{version}/manifest.json"
+        body = self.read(key)[0]
+        if body is None:
+            return [f"its manifest s3://{self.bucket}/{key} does not exist"]
+        manifest = json.loads(body or b"{}")
+        problems = []
+        if manifest.get("status") != "verified":
+            status = manifest.get("status") or "without status"
+            problems.append(f"its manifest is {status}, not verified")
+        for entry in manifest.values():
+            if not (isinstance(entry, dict) and entry.get("key") and entry.get("sha256")):
+                continue
+            held = self.read(entry["key"])[0]
+            if held is None:
+                problems.append(f"s3://{self.bucket}/{entry['key']} does not exist")
+            elif hashlib.sha256(held).hexdigest() != entry["sha256"]:
+                problems.append(f"s3://{self.bucket}/{entry['key']} does not have the sha256 "
+                                f"its manifest records ({entry['sha256']})")
+        return problems
+
     def rollback(self, run_id: str, keys: list[str], version: str = "") -> dict:
         """Remove the keys run_id wrote, newest first; keep what another run wrote and any
         layer another manifest names (the manifests are read only when a layer is among
@@ -433,6 +465,7 @@ def main() -> None:
             ("action", "move_latest", ["run_id", "pointer"]),
             ("action", "gc", ["run_id"]),
             ("action", "append", ["key", "line"]),
+            ("action", "check", ["version"]),
         ],
         mutually_exclusive=[("src", "content")],
     )
@@ -496,6 +529,8 @@ ACTIONS = {
     "move_latest": lambda store, params: store.move_latest(params["run_id"], params["pointer"]),
     "gc": lambda store, params: store.gc(params["run_id"], params["keep"], params["apply"]),
     "append": lambda store, params: store.append(params["key"], params["line"]),
+    "check": lambda store, params: {"changed": False,
+                                    "problems": store.check(params["version"])},
 }
 
 

@@ -155,6 +155,34 @@ def test_a_release_promoted_before_its_run_died_is_never_rolled_back(store, gap:
     assert keys(store) == before
 
 
+def test_a_release_is_trusted_only_when_verified_and_every_object_has_its_bytes(store) -> None:
+    zip_sha = hashlib.sha256(b"zip").hexdigest()
+    manifest = {"version": "v1", "status": "verified",
+                "zip": {"key": "releases/v1/admission.zip", "sha256": zip_sha},
+                "model": {"key": "releases/v1/admission.rds", "sha256": "0" * 64,
+                          "source": {"sha256": "not an object"}}}
+    store.client.put_object(Bucket=store.bucket, Key="releases/v1/manifest.json",
+                            Body=json.dumps(manifest))
+    store.client.put_object(Bucket=store.bucket, Key="releases/v1/admission.zip", Body=b"zip")
+
+    assert store.check("v1") == [f"s3://{store.bucket}/releases/v1/admission.rds does not exist"]
+    store.client.put_object(Bucket=store.bucket, Key="releases/v1/admission.rds", Body=b"rds")
+    assert store.check("v1") == [f"s3://{store.bucket}/releases/v1/admission.rds does not have "
+                                 f"the sha256 its manifest records ({'0' * 64})"]
+    manifest["model"]["sha256"] = hashlib.sha256(b"rds").hexdigest()
+    manifest["status"] = "candidate"
+    store.client.put_object(Bucket=store.bucket, Key="releases/v1/manifest.json",
+                            Body=json.dumps(manifest))
+    assert store.check("v1") == ["its manifest is candidate, not verified"]
+    manifest["status"] = "verified"
+    store.client.put_object(Bucket=store.bucket, Key="releases/v1/manifest.json",
+                            Body=json.dumps(manifest))
+    assert store.check("v1") == []
+    assert store.check("v2") == [
+        f"its manifest s3://{store.bucket}/releases/v2/manifest.json does not exist"]
+    assert store.check("../v1") == ["its version '../v1' is not a release version"]
+
+
 def test_latest_never_moves_to_an_older_release(store) -> None:
     store.lock("run-a", "v2", 60, {})
     newer = {"version": "v2", "created_at": "2026-11-30T12:00:00Z"}
