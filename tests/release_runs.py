@@ -21,13 +21,6 @@ VENV_BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
 LOG_DIR = REPO / "dist" / "test-logs"
 # The controller's state folder of a release not told otherwise (release_state_dir).
 DEFAULT_STATE_DIR = REPO / ".state"
-
-
-def cache_root() -> Path:
-    """The machine-wide cache the roles use (the lookup r_lambda.release.cache_dir's rule)."""
-    if os.environ.get("R_LAMBDA_CACHE_DIR"):
-        return Path(os.environ["R_LAMBDA_CACHE_DIR"]).expanduser().resolve()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").resolve() / "r-lambda"
 # How a release says its run id: "(run r1764540000-1a2b3c4d)".
 RUN_ID = re.compile(r"\(run (r[0-9]+-[0-9a-f]+)\)")
 # The objects a release publishes under releases/<version>/.
@@ -39,6 +32,13 @@ RELEASE_FILES = (
     "lambda-runtime.xml",
     "lambda-runtime.json",
 )
+
+
+def cache_root() -> Path:
+    """The machine-wide cache the roles use (the lookup r_lambda.release.cache_dir's rule)."""
+    if os.environ.get("R_LAMBDA_CACHE_DIR"):
+        return Path(os.environ["R_LAMBDA_CACHE_DIR"]).expanduser().resolve()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").resolve() / "r-lambda"
 
 
 def ansible_env(base: Mapping[str, str] = os.environ) -> dict[str, str]:

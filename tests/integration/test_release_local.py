@@ -190,6 +190,42 @@ def test_a_second_run_with_no_change_publishes_nothing(bucket: str, first_releas
     assert "r-lambda-" + run.run_id not in " ".join(containers())
 
 
+def test_a_release_killed_once_latest_json_names_it_stays_published(
+    bucket: str, first_release: dict
+) -> None:
+    """SIGKILL the moment latest.json names the new release, before the run records its
+    promotion; the next release reaps the dead run. latest.json must still name a verified
+    manifest whose every object exists with the sha256 it records, and that release (the
+    same inputs) is the next run's reason to publish nothing."""
+    client = s3_client()
+    version = "it-killed-promoted"
+    started = start_playbook("playbooks/release.yml", "-e", f"release_bucket={bucket}",
+                             "-e", "release_force=true", "-e", f"release_version={version}",
+                             name="release-killed-promoted")
+    deadline = time.monotonic() + 1500
+    while time.monotonic() < deadline and started.proc.poll() is None:
+        if read_json(client, bucket, "releases/latest.json").get("version") == version:
+            started.signal(signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    killed = started.finish()
+    assert killed.returncode == -signal.SIGKILL, f"the release was not killed in time: {killed.log}"
+
+    after = run_playbook("playbooks/release.yml", "-e", f"release_bucket={bucket}",
+                         name="release-after-killed-promoted").check()
+
+    latest = read_json(client, bucket, "releases/latest.json")
+    manifest = read_json(client, bucket, f"releases/{version}/manifest.json")
+    assert latest["version"] == version and manifest["status"] == "verified"
+    for entry in (manifest["zip"], manifest["model"]):
+        body = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"], entry["key"]
+    assert killed.run_id in after.output  # the dead run was reaped ...
+    assert f"Nothing changed since release {version}" in after.output  # ... and kept
+    assert_no_hosts_left(after)
+    assert not containers(killed.run_id)
+
+
 def test_ami_watch_sees_the_base_image_of_the_latest_release(
     bucket: str, first_release: dict, tmp_path: Path
 ) -> None:
