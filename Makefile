@@ -4,7 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-R_WAIT ?= 0
 
 .PHONY: help bootstrap release deploy undeploy lint test test-unit test-integration test-sandbox test-platforms molecule bench clean stop-s3
 
@@ -42,10 +41,10 @@ test-unit: bootstrap
 test-integration: bootstrap
 	$(BIN)/pytest -m slow tests/integration --durations=0 --durations-min=30 $(PYTEST_ARGS)
 
-# Releases on the sandbox platform (moto, SSH containers). R_WAIT: seconds to wait for
-# another run's R build to reach the cache rather than compile the same R at once.
+# Releases on the sandbox platform (moto, SSH containers). A release that needs the R or
+# Python the other stream is building waits for it (the build's claim in the cache).
 test-sandbox: bootstrap
-	R_LAMBDA_WAIT_FOR_R_BUILD=$(R_WAIT) $(BIN)/pytest -m slow tests/sandbox --durations=0 --durations-min=30 $(PYTEST_ARGS)
+	$(BIN)/pytest -m slow tests/sandbox --durations=0 --durations-min=30 $(PYTEST_ARGS)
 
 # Molecule scenarios that use no local S3 (their own containers or moto server only).
 MOLECULE_WITHOUT_S3 := local_hosts r_runtime r_runtime_source target_python ec2_host
@@ -57,7 +56,7 @@ test-platforms: bootstrap
 	@scripts/side-by-side \
 	  local "$(MAKE) --no-print-directory -k test-integration molecule \
 	    MOLECULE_ARGS='--except $(MOLECULE_WITHOUT_S3)'" \
-	  sandbox "$(MAKE) --no-print-directory -k test-sandbox molecule R_WAIT=900 \
+	  sandbox "$(MAKE) --no-print-directory -k test-sandbox molecule \
 	    MOLECULE_ARGS='$(MOLECULE_WITHOUT_S3)'"
 
 # Every scenario; MOLECULE_ARGS: scenario names, or --except and names.

@@ -34,13 +34,6 @@ RELEASE_FILES = (
 )
 
 
-def cache_root() -> Path:
-    """The machine-wide cache the roles use (the lookup r_lambda.release.cache_dir's rule)."""
-    if os.environ.get("R_LAMBDA_CACHE_DIR"):
-        return Path(os.environ["R_LAMBDA_CACHE_DIR"]).expanduser().resolve()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").resolve() / "r-lambda"
-
-
 def ansible_env(base: Mapping[str, str] = os.environ) -> dict[str, str]:
     """base with the repository's ansible.cfg, no colours and the virtualenv first on PATH."""
     return dict(

@@ -40,6 +40,12 @@ options:
     type: int
     default: 5
     description: Seconds between two looks at the build.
+  keep_alive:
+    type: str
+    default: ""
+    description: >-
+      A file on the controller touched at every poll: the build's claim in the machine-wide
+      cache (module cache_entry), alive while its build runs.
   report_every:
     type: int
     default: 30

@@ -11,6 +11,13 @@ never used. ``state: stored`` moves a finished file or folder into place by a re
 then writes its digest, so a reader sees a whole entry or none, whatever is interrupted.
 ``state: present`` is both: a verified entry is used, a missing or corrupt one is made by
 the ``fill`` commands into a temporary folder of this process and then stored.
+
+Runs side by side on one machine (two checkouts, the test suite's two streams) must not
+build the same entry twice on two cores: ``state: claimed`` either returns the verified
+entry, or claims it (``<entry>.claim``, created exclusively) for the caller to build, or,
+while another run's claim is alive, waits for that run to store it. A claim is alive while
+its holder touches it (module build_wait does, at every poll); one not touched for
+``claim_ttl`` seconds, or given back (``state: unclaimed``), is no claim.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
@@ -34,6 +42,8 @@ description:
   - C(stored) moves a finished file or folder into place by a rename, then writes its digest.
   - C(present) keeps a verified entry, else makes it with I(fill) in a temporary folder and
     stores it.
+  - C(claimed) returns a verified entry, or claims the entry for the caller to make, or waits
+    while another run's live claim says it is making it.
 options:
   path:
     type: path
@@ -41,7 +51,7 @@ options:
     description: The entry in the cache.
   state:
     type: str
-    choices: [verified, stored, present, absent]
+    choices: [verified, stored, present, claimed, unclaimed, absent]
     default: verified
     description:
       - C(verified) reports whether the entry exists with the bytes its digest names,
@@ -49,7 +59,19 @@ options:
       - C(stored) moves I(src) to I(path) and records its digest.
       - C(present) is C(verified), then, when the entry is missing or was corrupt, runs
         I(fill) and stores what it made.
+      - C(claimed) is C(verified), then, when the entry is missing, either claims it
+        (C(claimed) true, the caller makes and stores it) or waits for the run whose claim is
+        alive to store it (at most I(wait) seconds, then claims it).
+      - C(unclaimed) gives a claim back (C(stored) does too).
       - C(absent) removes the entry and its digest.
+  wait:
+    type: int
+    default: 1800
+    description: With C(claimed), seconds to wait for another run's build at most.
+  claim_ttl:
+    type: int
+    default: 120
+    description: Seconds after its last touch that a claim is dead (its holder stopped).
   fill:
     type: list
     elements: list
@@ -100,9 +122,22 @@ filled:
   description: With C(present), whether the fill commands made the entry in this run.
   type: bool
   returned: always
+claimed:
+  description: With C(claimed), whether this run now holds the claim and must make the entry.
+  type: bool
+  returned: when state is claimed
+waited:
+  description: With C(claimed), seconds spent waiting for another run's build.
+  type: float
+  returned: when state is claimed
+claim:
+  description: The claim file (C(<path>.claim)), for build_wait to keep alive.
+  type: str
+  returned: when state is claimed
 """
 
 CHUNK = 1 << 20
+POLL_SECONDS = 3
 
 
 def file_sha256(path: Path) -> str:
@@ -178,7 +213,52 @@ def store(src: Path, path: Path) -> str:
     else:
         os.replace(src, path)
     write_sidecar(path, sha256)
+    claim_file(path).unlink(missing_ok=True)
     return sha256
+
+
+def claim_file(path: Path) -> Path:
+    return path.with_name(path.name + ".claim")
+
+
+def claim_alive(path: Path, ttl: int) -> bool:
+    try:
+        return time.time() - claim_file(path).stat().st_mtime < ttl
+    except FileNotFoundError:
+        return False
+
+
+def take_claim(path: Path, ttl: int) -> bool:
+    """Create the claim exclusively (a dead one is removed first); True when this run holds it."""
+    claim = claim_file(path)
+    if claim.exists() and not claim_alive(path, ttl):
+        claim.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{os.uname().nodename} {os.getpid()} {time.time():.0f}\n")
+    return True
+
+
+def claimed(path: Path, wait: int, ttl: int) -> dict:
+    """The verified entry, or this run's claim on it, or another run's entry once stored."""
+    start = time.monotonic()
+    while True:
+        sha256, corrupt = check(path)
+        if sha256:
+            return {"exists": True, "sha256": sha256, "claimed": False, "removed": corrupt}
+        if corrupt:
+            remove(path)
+        if take_claim(path, ttl):
+            return {"exists": False, "sha256": "", "claimed": True, "removed": corrupt}
+        if time.monotonic() - start > wait:  # gave up waiting: the claim is taken over
+            claim_file(path).unlink(missing_ok=True)
+            take_claim(path, ttl)
+            return {"exists": False, "sha256": "", "claimed": True, "removed": corrupt}
+        time.sleep(POLL_SECONDS)
 
 
 def fill(path: Path, commands: list[list[str]]) -> str:
@@ -208,7 +288,10 @@ def main() -> None:
         argument_spec={
             "path": {"type": "path", "required": True},
             "state": {"type": "str", "default": "verified",
-                      "choices": ["verified", "stored", "present", "absent"]},
+                      "choices": ["verified", "stored", "present", "claimed", "unclaimed",
+                                  "absent"]},
+            "wait": {"type": "int", "default": 1800},
+            "claim_ttl": {"type": "int", "default": 120},
             "src": {"type": "path"},
             "fill": {"type": "list", "elements": "list"},
         },
@@ -226,6 +309,15 @@ def main() -> None:
                 module.exit_json(changed=True, exists=True, sha256="", removed="", filled=False)
             sha256 = store(src, path)
             module.exit_json(changed=True, exists=True, sha256=sha256, removed="", filled=False)
+        if state == "claimed":
+            start = time.monotonic()
+            found = claimed(path, module.params["wait"], module.params["claim_ttl"])
+            module.exit_json(changed=found["claimed"], filled=False, claim=str(claim_file(path)),
+                             waited=round(time.monotonic() - start, 1), **found)
+        if state == "unclaimed":
+            held = claim_file(path).exists()
+            claim_file(path).unlink(missing_ok=True)
+            module.exit_json(changed=held, exists=False, sha256="", removed="", filled=False)
         if state == "absent":
             changed = path.exists() or sidecar(path).exists()
             if changed and not module.check_mode:

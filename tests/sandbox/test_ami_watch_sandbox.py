@@ -128,7 +128,7 @@ def first_ami(sandbox: Sandbox) -> str:
 
 
 @pytest.fixture(scope="module")
-def no_release_yet(watcher: Watcher, first_ami: str, r_build_ready: None) -> Watch:
+def no_release_yet(watcher: Watcher, first_ami: str) -> Watch:
     watch = watcher.watch(case="no-release-yet")
     watcher.sandbox.timings["ami_watch_first_rebuild"] = watch.run.seconds
     return watch.check()

@@ -107,7 +107,7 @@ def test_a_tls_only_bucket_refuses_plain_http(sandbox: Sandbox) -> None:
 
 
 @pytest.fixture(scope="module")
-def first_release(sandbox: Sandbox, r_build_ready: None) -> Run:
+def first_release(sandbox: Sandbox) -> Run:
     run = sandbox.release(name="release")
     sandbox.timings["release"] = run.seconds
     return run.check()

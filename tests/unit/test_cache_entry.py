@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -103,3 +106,33 @@ def test_the_cache_folder_follows_the_setting_then_xdg_then_home(tmp_path: Path)
 def test_the_lookup_refuses_folders_outside_the_cache(term: str) -> None:
     with pytest.raises(Exception, match="relative to the cache"):
         cache_dir.LookupModule().run([term])
+
+
+def test_a_second_run_waits_for_the_claimed_build_instead_of_building_it_too(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(cache_entry, "POLL_SECONDS", 0.05)
+    entry = tmp_path / "R.tar.gz"
+    first = run(tmp_path, path=str(entry), state="claimed")
+    assert (first["claimed"], first["exists"]) == (True, False)
+    assert Path(first["claim"]).is_file()
+    waiter: dict = {}
+    thread = threading.Thread(target=lambda: waiter.update(cache_entry.claimed(entry, 30, 120)))
+    thread.start()
+    time.sleep(0.3)
+    assert not waiter  # still waiting: the first run's claim is alive
+    part = tmp_path / "R.tar.gz.part"
+    part.write_bytes(b"built")
+    cache_entry.store(part, entry)  # the first run stores its build, giving the claim back
+    thread.join(10)
+    assert (waiter["exists"], waiter["claimed"]) == (True, False)
+    assert not Path(first["claim"]).exists()
+
+
+def test_a_claim_nobody_keeps_alive_is_taken_over(tmp_path: Path) -> None:
+    entry = tmp_path / "Python.tar.gz"
+    assert cache_entry.take_claim(entry, 120) is True
+    assert cache_entry.take_claim(entry, 120) is False
+    old = time.time() - 121
+    os.utime(cache_entry.claim_file(entry), (old, old))  # its holder stopped touching it
+    assert cache_entry.claimed(entry, 30, 120)["claimed"] is True
