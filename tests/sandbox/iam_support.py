@@ -208,6 +208,7 @@ ARTIFACT_STORE_S3 = {
     "move_latest": {"s3:GetObject", "s3:PutObject"},
     "gc": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"},
     "append": {"s3:GetObject", "s3:PutObject"},
+    "check": {"s3:GetObject"},
 }
 
 
