@@ -192,9 +192,11 @@ def second_checkout_release(bucket: str) -> float:
         try:
             return make_release(clone, f"-e release_bucket={bucket}-second "
                                 f"-e local_s3_port={port}", "release-second-checkout")
-        finally:
-            sh(str(clone / ".venv" / "bin" / "ansible-playbook"), "playbooks/local_s3.yml",
-               "-e", "local_s3_state=absent", "-e", f"local_s3_port={port}", check=False)
+        finally:  # the clone's S3, from the clone (its playbook, settings and state folder)
+            stop = [str(clone / ".venv" / "bin" / "ansible-playbook"), "playbooks/local_s3.yml",
+                    "-e", "local_s3_state=absent", "-e", f"local_s3_port={port}"]
+            subprocess.run(stop, cwd=clone, capture_output=True, check=False,
+                           env=dict(os.environ, ANSIBLE_CONFIG=str(clone / "ansible.cfg")))
 
 
 def releases(bucket: str, cold: bool) -> dict:
