@@ -307,9 +307,15 @@ class Store:
 
     def gc(self, run_id: str, keep: int, apply: bool) -> dict:
         """Layers no release among the newest keep verified ones (nor any candidate, nor
-        latest.json's) uses; removed when apply. Needs run_id to hold the lock."""
+        latest.json's, nor any release ever deployed: it has a deploys.jsonl, and a live
+        alias may point at it) uses; removed when apply. Needs run_id to hold the lock."""
         self._update_lock(run_id, lambda lock: None)
         manifests = self.manifests()
+        deployed = {
+            key.split("/")[-2]
+            for key in self.keys(f"{self.prefix}/")
+            if key.endswith("/deploys.jsonl") and key.count("/") == self.prefix.count("/") + 2
+        }
         verified = sorted(
             (m.get("created_at", ""), v)
             for v, m in manifests.items()
@@ -319,6 +325,7 @@ class Store:
         kept_versions = {v for _, v in verified[-keep:]} if keep > 0 else set()
         kept_versions |= {v for v, m in manifests.items() if m.get("status") != "verified"}
         kept_versions |= {latest} if latest else set()
+        kept_versions |= deployed
         kept = _layers_of({v: m for v, m in manifests.items() if v in kept_versions})
         layer_keys = [key for key in self.keys("layers/") if key.count("/") >= 2]
         unused = sorted({key.split("/")[1] for key in layer_keys} - set(kept))

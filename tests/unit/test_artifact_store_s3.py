@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import json
 import threading
+import time
 from pathlib import Path
 
 import boto3
@@ -132,12 +133,15 @@ def test_a_rollback_keeps_a_layer_another_release_names(store) -> None:
     assert json.loads(store.read(store.lock_key)[0])["state"] == "released"
 
 
+@pytest.mark.parametrize("how", ["reaped", "lock taken over"])
 @pytest.mark.parametrize("gap", ["manifest verified", "latest.json moved"])
-def test_a_release_promoted_before_its_run_died_is_never_rolled_back(store, gap: str) -> None:
+def test_a_release_promoted_before_its_run_died_is_never_rolled_back(
+    store, gap: str, how: str
+) -> None:
     """The run dies after the store says the release is promoted (a verified manifest, or
-    latest.json naming it) but before its own record says so: the reaper or a lock
-    takeover rolls the run back, and every object stays."""
-    store.lock("run-a", "v1", 60, {})
+    latest.json naming it) but before its own record says so: the reaper, or another run
+    taking over its expired lock, rolls the run back, and every object stays."""
+    store.lock("run-a", "v1", 0 if how == "lock taken over" else 60, {})
     for name in ("admission.zip", "admission.rds"):
         store.put("run-a", f"releases/v1/{name}", name.encode())
     verified = gap == "manifest verified"
@@ -147,12 +151,20 @@ def test_a_release_promoted_before_its_run_died_is_never_rolled_back(store, gap:
         store.move_latest("run-a", {"version": "v1", "created_at": "2026-12-07T00:00:00Z"})
     before = keys(store)
 
-    rolled_back = store.release("run-a", rollback=True)["rolled_back"]
+    if how == "reaped":
+        rolled_back = store.release("run-a", rollback=True)["rolled_back"]
+    else:  # the lock expired (ttl 0) while run-a was dead; run-b takes it over
+        time.sleep(1.1)
+        taken = store.lock("run-b", "v2", 60, {})
+        assert taken["acquired"] and taken["taken_from"]["run_id"] == "run-a"
+        rolled_back = taken["rolled_back"]
 
     reason = "release v1 is verified" if verified else "latest.json names release v1"
     names = ("manifest.json", "admission.rds", "admission.zip")  # newest first
     assert rolled_back == {"deleted": [], "kept": [f"releases/v1/{n} ({reason})" for n in names]}
     assert keys(store) == before
+    if how == "lock taken over":  # the lock's own key changed hands; nothing else did
+        assert json.loads(store.read(store.lock_key)[0])["run_id"] == "run-b"
 
 
 def test_a_release_is_trusted_only_when_verified_and_every_object_has_its_bytes(store) -> None:
@@ -222,6 +234,22 @@ def test_gc_removes_only_layers_no_recent_release_uses_and_only_when_told(store)
         "layers/L4/layer.zip",
         "layers/L4/manifest.json",
     ]
+
+
+def test_gc_keeps_the_layer_of_any_release_ever_deployed(store) -> None:
+    """An old release a live alias may still use (it has a deploys.jsonl) keeps its layer,
+    however many releases came after it."""
+    _release(store, "v1", "L1", "2026-11-01T00:00:00Z")
+    _release(store, "v2", "L2", "2026-11-02T00:00:00Z")
+    _release(store, "v3", "L3", "2026-11-03T00:00:00Z")
+    store.append("releases/v1/deploys.jsonl", {"alias": "live", "function_version": "1"})
+    store.lock("gc-1", "gc", 60, {})
+
+    applied = store.gc("gc-1", keep=1, apply=True)
+
+    assert applied["unused"] == ["L2"]
+    assert applied["kept"] == {"L1": ["v1"], "L3": ["v3"]}
+    assert "layers/L1/layer.zip" in keys(store) and "layers/L2/layer.zip" not in keys(store)
 
 
 def test_gc_needs_the_lock(store) -> None:
