@@ -6,9 +6,11 @@ SeaweedFS S3 and real podman containers, in a bucket of their own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
+import time
 
 import boto3
 from release_runs import LOG_DIR, REPO, VENV_BIN, Run, Started, ansible_env, containers
@@ -80,3 +82,39 @@ def assert_no_hosts_left(run: Run) -> None:
     assert not [name for name in containers() if run.run_id in name], (
         f"containers of {run.run_id} remain"
     )
+
+
+def signal_once_latest_names(
+    started: Started, client, bucket: str, version: str, signum: int
+) -> Run:
+    """Send signum to the release started the moment latest.json names version (polled every
+    0.1 s), before the run records its promotion; wait for it to end."""
+    deadline = time.monotonic() + 1500
+    while time.monotonic() < deadline and started.proc.poll() is None:
+        try:
+            named = read_json(client, bucket, "releases/latest.json").get("version")
+        except client.exceptions.NoSuchKey:
+            named = None
+        if named == version:
+            started.signal(signum)
+            break
+        time.sleep(0.1)
+    run = started.finish()
+    assert run.returncode in (-signum, 128 + signum), f"not signalled in time, see {run.log}"
+    return run
+
+
+def assert_release_intact(client, bucket: str, version: str) -> dict:
+    """latest.json names version, its manifest is verified and every object the manifest
+    names with a sha256 exists with those bytes (issue 23: a promoted release is never lost)."""
+    assert read_json(client, bucket, "releases/latest.json")["version"] == version
+    manifest = read_json(client, bucket, f"releases/{version}/manifest.json")
+    assert manifest["status"] == "verified"
+    named = [
+        e for e in manifest.values() if isinstance(e, dict) and e.get("key") and e.get("sha256")
+    ]
+    assert named, "the manifest names no object"
+    for entry in named:
+        body = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"], entry["key"]
+    return manifest

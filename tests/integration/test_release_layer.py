@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import signal
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +17,14 @@ from pathlib import Path
 import pytest
 from release_support import (
     assert_no_hosts_left,
+    assert_release_intact,
     empty_and_delete,
     keys,
     read_json,
     run_playbook,
     s3_client,
+    signal_once_latest_names,
+    start_playbook,
 )
 
 pytestmark = pytest.mark.slow
@@ -119,23 +123,33 @@ def test_a_layer_release_publishes_a_shared_layer_and_a_small_function_zip(
     assert len(function_body) < 256 * 1024 < 4 * 1024 * 1024 < len(layer_body)
 
 
-def test_a_release_that_changes_only_the_function_reuses_the_layer(
+def test_a_function_only_release_reuses_the_layer_and_ctrl_c_once_promoted_keeps_it(
     layer_bucket: str, first_layer_release: dict, tmp_path: Path
 ) -> None:
+    """A function-only change ships function.zip over the shared layer. The run is also
+    interrupted (SIGINT to its process group, Ctrl-C) the moment latest.json names it,
+    before it records its promotion: its own teardown rolls back, and keeps every object
+    (issue 23)."""
     client = s3_client()
     layers_before = keys(client, layer_bucket, "layers/")
     note = extra_file(tmp_path, "release_note.txt", "function-only change\n")
+    version = "it-layer-function-only"
+    started = start_playbook(
+        "playbooks/release.yml", "-e", f"release_bucket={layer_bucket}", *LAYER, "-e", note,
+        "-e", f"release_version={version}", name="release-layer-function-only",
+    )  # fmt: skip
 
-    run = release(layer_bucket, "-e", note, name="release-layer-function-only").check()
+    run = signal_once_latest_names(started, client, layer_bucket, version, signal.SIGINT)
 
-    manifest = latest_manifest(client, layer_bucket)
-    assert manifest["version"] != first_layer_release["version"]
+    assert f"Release run {run.run_id} torn down after SIGINT" in run.output, run.log
+    manifest = assert_release_intact(client, layer_bucket, version)
     assert manifest["layer"]["reused"] is True
     assert manifest["layer"]["id"] == first_layer_release["layer"]["id"]
     assert manifest["function"]["sha256"] != first_layer_release["function"]["sha256"]
     assert keys(client, layer_bucket, "layers/") == layers_before
     assert "this release uploads only function.zip" in run.output
     assert manifest["tests"]["failed"] == 0 and manifest["tests"]["passed"] >= 6
+    assert_no_hosts_left(run)
 
 
 def test_a_failed_layer_release_removes_its_new_layer_and_keeps_the_shared_one(
@@ -163,4 +177,5 @@ def test_a_failed_layer_release_removes_its_new_layer_and_keeps_the_shared_one(
     assert "injected failure" in run.output
     assert keys(client, layer_bucket) == before
     assert read_json(client, layer_bucket, "releases/latest.json") == latest_before
+    assert_release_intact(client, layer_bucket, latest_before["version"])
     assert_no_hosts_left(run)

@@ -25,11 +25,13 @@ import yaml
 from release_runs import RELEASE_FILES, REPO, containers
 from release_support import (
     assert_no_hosts_left,
+    assert_release_intact,
     keys,
     read_json,
     run_command,
     run_playbook,
     s3_client,
+    signal_once_latest_names,
     start_playbook,
 )
 
@@ -188,42 +190,6 @@ def test_a_second_run_with_no_change_publishes_nothing(bucket: str, first_releas
     assert keys(client, bucket) == before
     assert read_json(client, bucket, "releases/latest.json") == latest_before
     assert "r-lambda-" + run.run_id not in " ".join(containers())
-
-
-def test_a_release_killed_once_latest_json_names_it_stays_published(
-    bucket: str, first_release: dict
-) -> None:
-    """SIGKILL the moment latest.json names the new release, before the run records its
-    promotion; the next release reaps the dead run. latest.json must still name a verified
-    manifest whose every object exists with the sha256 it records, and that release (the
-    same inputs) is the next run's reason to publish nothing."""
-    client = s3_client()
-    version = "it-killed-promoted"
-    started = start_playbook("playbooks/release.yml", "-e", f"release_bucket={bucket}",
-                             "-e", "release_force=true", "-e", f"release_version={version}",
-                             name="release-killed-promoted")
-    deadline = time.monotonic() + 1500
-    while time.monotonic() < deadline and started.proc.poll() is None:
-        if read_json(client, bucket, "releases/latest.json").get("version") == version:
-            started.signal(signal.SIGKILL)
-            break
-        time.sleep(0.1)
-    killed = started.finish()
-    assert killed.returncode == -signal.SIGKILL, f"the release was not killed in time: {killed.log}"
-
-    after = run_playbook("playbooks/release.yml", "-e", f"release_bucket={bucket}",
-                         name="release-after-killed-promoted").check()
-
-    latest = read_json(client, bucket, "releases/latest.json")
-    manifest = read_json(client, bucket, f"releases/{version}/manifest.json")
-    assert latest["version"] == version and manifest["status"] == "verified"
-    for entry in (manifest["zip"], manifest["model"]):
-        body = client.get_object(Bucket=bucket, Key=entry["key"])["Body"].read()
-        assert hashlib.sha256(body).hexdigest() == entry["sha256"], entry["key"]
-    assert killed.run_id in after.output  # the dead run was reaped ...
-    assert f"Nothing changed since release {version}" in after.output  # ... and kept
-    assert_no_hosts_left(after)
-    assert not containers(killed.run_id)
 
 
 def test_ami_watch_sees_the_base_image_of_the_latest_release(
@@ -410,7 +376,9 @@ def overlapping_releases(bucket: str, first_release: dict, tmp_path_factory) -> 
     build. A reaches the bucket first and takes its lock; B, finding it taken, waits. Between
     A's publish and its clean-host test (A stopped with SIGSTOP until B is seen waiting), A's
     zip and manifest are replaced together in S3. A's clean host must refuse them and A
-    roll back; B then publishes and is promoted."""
+    roll back; B then publishes and is promoted, and is killed (SIGKILL) the moment
+    latest.json names it, before it records its promotion. The next release of B's inputs
+    reaps the dead run and must find B published (issue 23)."""
     client = s3_client()
     model = _fit("2017", tmp_path_factory.mktemp("model"))
     latest_before = read_json(client, bucket, "releases/latest.json")
@@ -445,7 +413,12 @@ def overlapping_releases(bucket: str, first_release: dict, tmp_path_factory) -> 
             tampered = _tamper(client, bucket, "releases/it-overlap-a")
         finally:
             a.signal(signal.SIGCONT)
-        runs = {"a": a.finish(), "b": b.finish()}
+        runs = {"a": a.finish()}
+        runs["b"] = signal_once_latest_names(b, client, bucket, "it-overlap-b", signal.SIGKILL)
+        runs["after"] = run_playbook(
+            "playbooks/release.yml", "-e", f"release_bucket={bucket}",
+            "-e", f"lambda_package_model_rds={model}", name="release-after-killed-b",
+        )  # fmt: skip
     finally:
         for started in (a, b):
             if started and started.proc.poll() is None:
@@ -468,9 +441,10 @@ def test_two_releases_at_once_publish_one_at_a_time_and_a_replaced_zip_is_never_
     client = s3_client()
     run_a, run_b = overlapping_releases["a"], overlapping_releases["b"]
 
-    # B waited for A's lock, saying whose it was, then released.
+    # B waited for A's lock, saying whose it was, then released (and was killed once
+    # latest.json named it).
     assert overlapping_releases["b_waited"], f"B never waited for A's lock, see {run_b.log}"
-    run_b.check()
+    assert run_b.returncode == -signal.SIGKILL
     # A's clean host refused the replaced manifest (and so the zip it names): A failed
     # and removed everything of its version, the replaced objects included.
     assert run_a.returncode != 0
@@ -479,19 +453,20 @@ def test_two_releases_at_once_publish_one_at_a_time_and_a_replaced_zip_is_never_
     assert overlapping_releases["tampered_sha256"] not in run_b.output
     assert keys(client, bucket, "releases/it-overlap-a/") == []
     assert "Rolled back: removed" in run_a.output
-    # latest.json names B, verified, every key of it there with the sha256 it names.
-    latest = read_json(client, bucket, "releases/latest.json")
-    assert latest["version"] == "it-overlap-b" != overlapping_releases["latest_before"]["version"]
-    manifest = read_json(client, bucket, "releases/it-overlap-b/manifest.json")
-    assert manifest["status"] == "verified"
+    # The next release reaped killed B and kept it: latest.json names B, verified, every
+    # key of it there with the sha256 it names; B's inputs are the reason to publish nothing.
+    after = overlapping_releases["after"].check()
+    assert run_b.run_id in after.output
+    assert "Nothing changed since release it-overlap-b" in after.output
+    assert overlapping_releases["latest_before"]["version"] != "it-overlap-b"
+    manifest = assert_release_intact(client, bucket, "it-overlap-b")
     for part in ("zip", "model"):
-        obj = client.get_object(Bucket=bucket, Key=manifest[part]["key"])
-        assert hashlib.sha256(obj["Body"].read()).hexdigest() == manifest[part]["sha256"]
+        obj = client.head_object(Bucket=bucket, Key=manifest[part]["key"])
         assert obj["Metadata"]["sha256"] == manifest[part]["sha256"]
-    lock = read_json(client, bucket, "releases/.lock.json")
-    assert lock["state"] == "released" and lock["run_id"] == run_b.run_id
+    assert read_json(client, bucket, "releases/.lock.json")["state"] == "released"
     assert_no_hosts_left(run_a)
     assert_no_hosts_left(run_b)
+    assert_no_hosts_left(after)
 
 
 def _release_with_model(bucket: str, model: Path, name: str):
@@ -529,7 +504,7 @@ def test_a_release_serves_the_2017_procedures_own_model(
     """Release B of overlapping_releases: the model the 2017 procedure fits at the prompt."""
     client = s3_client()
     digest = overlapping_releases["model_sha256"]
-    overlapping_releases["b"].check()
+    overlapping_releases["after"].check()  # B was killed once promoted; its objects stayed
 
     latest = read_json(client, bucket, "releases/latest.json")
     version = latest["version"]

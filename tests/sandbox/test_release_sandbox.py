@@ -297,7 +297,9 @@ FAILING_CHECK = (
     "    def test_fails(self):\n        self.fail('injected failure')\n"
 )
 
-# stage: (extra vars, the play's message, a message naming the cause).
+# stage: (extra vars, the play's message, a message naming the cause). A failing package
+# gate is the build's failure like r-install's (the same teardown); the gates themselves are
+# molecule/lambda_package's cases, a compile cheaper than a release.
 FAILURES = {
     "ami-lookup": (
         [
@@ -323,11 +325,6 @@ FAILURES = {
         ["-e", '{"r_runtime_extra_packages": ["r-lambda-no-such-package"]}'],
         "The build failed",
         "r-lambda-no-such-package",
-    ),
-    "package-gates": (
-        ["-e", "lambda_package_max_zip_bytes=1000"],
-        "The build failed",
-        "package too large",
     ),
     "bucket-name": (
         ["-e", "release_bucket=Refused_Bucket"],
@@ -412,9 +409,13 @@ def spline_release(sandbox: Sandbox, first_release: Run) -> tuple[Run, Path]:
         timeout=120,
     )
     model = sandbox.workdir / "spline.rds"
+    # Layered (function.zip over a shared layer): the deploys put this release live, and so
+    # prove the layered deploy without a release of their own.
     run = sandbox.release(
         "-e",
         f"lambda_package_model_rds={model}",
+        "-e",
+        "lambda_package_layer=true",
         "-e",
         "release_version=sbx-spline",
         name="release-spline-model",
@@ -443,7 +444,10 @@ def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exact
         manifest["tests"]["runtime_client"]["passed"],
         manifest["tests"]["runtime_client"]["failed"],
     ) == (5, 0)
-    body = sandbox.client("s3").get_object(Bucket=BUCKET, Key=manifest["zip"]["key"])["Body"].read()
+    # Base R's packages, splines among them, are in the layer the function zip runs over.
+    assert manifest["layout"] == "layer"
+    layer = sandbox.client("s3").get_object(Bucket=BUCKET, Key=manifest["layer"]["key"])
+    body = layer["Body"].read()
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert "R/library/splines/NAMESPACE" in archive.namelist()
 
@@ -530,8 +534,9 @@ def deploys(
     sandbox: Sandbox, first_release: Run, spline_release: tuple[Run, Path], execution_role: str
 ) -> dict[str, object]:
     """In order: the first release's version (first deploy), latest.json's (the spline
-    release: an update), a deploy whose smoke test fails, the rollback to the first
-    version, and a release that is not verified."""
+    release, layered: an update that publishes the layer version first), a deploy whose
+    smoke test fails, the rollback to the first version (the layer detached), and a
+    release that is not verified."""
     spline_release[0].check()
     first = json.loads((sandbox.workdir / "release" / "dist" / "release.json").read_text())[
         "version"
@@ -571,26 +576,11 @@ def deploys(
     )
     seen["alias_after_smoke_fails"] = alias_version(sandbox)
     seen["url_after_smoke_fails"] = function_url(sandbox)
-    # A layered release (function.zip over a shared layer): the layer version goes first.
-    seen["layered_release"] = sandbox.release(
-        "-e",
-        "lambda_package_layer=true",
-        "-e",
-        "release_force=true",
-        "-e",
-        "release_version=sbx-layered",
-        name="release-layered",
-    )
-    sandbox.timings["release-layered"] = seen["layered_release"].seconds
-    seen["layered"] = deploy(
-        sandbox, execution_role, "-e", "deploy_version=sbx-layered", name="layered"
-    )
-    seen["alias_after_layered"] = alias_version(sandbox)
-    seen["url_after_layered"] = function_url(sandbox)  # deploy_function_url false: removed
     seen["rollback"] = deploy(
         sandbox, execution_role, "-e", f"deploy_version={first}", name="rollback"
     )
     seen["alias_after_rollback"] = alias_version(sandbox)
+    seen["url_after_rollback"] = function_url(sandbox)  # deploy_function_url false: removed
     # A release that was published but never verified: its manifest says candidate.
     candidate = read_json(sandbox, BUCKET, f"releases/{first}/manifest.json")
     candidate.update(status="candidate", version="sbx-candidate")
@@ -675,7 +665,7 @@ def test_a_function_url_is_optional_public_only_when_asked_and_cors_only_for_its
     ]
     made = {(r["method"], urlparse(r["url"]).path) for r in calls}
     assert ("POST", f"/2021-10-31/functions/{FUNCTION}/url") in made
-    assert ("DELETE", f"/2021-10-31/functions/{FUNCTION}/url") in made  # the layered deploy's
+    assert ("DELETE", f"/2021-10-31/functions/{FUNCTION}/url") in made  # the rollback's
     assert all(parse_qs(urlparse(r["url"]).query)["Qualifier"] == ["live"] for r in calls)
     record = deploys["deploy_json_after_update"]
     assert (record["endpoint"], record["endpoint_auth_type"]) == (url["url"], "NONE")
@@ -684,7 +674,7 @@ def test_a_function_url_is_optional_public_only_when_asked_and_cors_only_for_its
     # A failed smoke test changes nothing in front of the alias; a deploy without the
     # setting takes the URL and its public statements away.
     assert deploys["url_after_smoke_fails"] == url
-    assert deploys["url_after_layered"] is None
+    assert deploys["url_after_rollback"] is None
 
 
 def test_a_failed_smoke_test_leaves_the_alias_where_it_was_and_names_the_event(
@@ -721,21 +711,21 @@ def run_standins(run: Run) -> list[str]:
 def test_a_layered_release_publishes_its_layer_version_and_the_function_uses_it(
     sandbox: Sandbox, deploys: dict
 ) -> None:
-    deploys["layered_release"].check()
-    deploys["layered"].check()
-    manifest = read_json(sandbox, BUCKET, "releases/sbx-layered/manifest.json")
+    """The update deploys the spline release, which is layered."""
+    deploys["update"].check()
+    manifest = read_json(sandbox, BUCKET, "releases/sbx-spline/manifest.json")
     assert manifest["layout"] == "layer"
     client = sandbox.client("lambda")
     [layer] = client.list_layer_versions(LayerName="r-lambda-admission-r")["LayerVersions"]
     assert layer["Description"] == f"r-lambda layer sha256:{manifest['layer']['sha256']}"
     assert layer["CompatibleRuntimes"] == ["python3.13"]
-    live = deploys["alias_after_layered"]
-    assert live == "4"
+    live = deploys["alias_after_update"]
+    assert live == "2"
     config = client.get_function(FunctionName=FUNCTION, Qualifier=live)["Configuration"]
     assert [item["Arn"] for item in config["Layers"]] == [layer["LayerVersionArn"]]
     digest = base64.b64encode(bytes.fromhex(manifest["function"]["sha256"])).decode()
     assert config["CodeSha256"] == digest  # function.zip, the layer apart
-    [line] = deploys_of(sandbox, "sbx-layered")
+    [line] = deploys_of(sandbox, "sbx-spline")
     assert line["layer_version_arn"] == layer["LayerVersionArn"]
 
 
@@ -744,14 +734,14 @@ def test_deploying_an_older_version_is_the_rollback(sandbox: Sandbox, deploys: d
     first = deploys["first_version"]
     manifest = read_json(sandbox, BUCKET, f"releases/{first}/manifest.json")
     live = deploys["alias_after_rollback"]
-    assert live == "5"  # a new version of the first release's bytes (3 failed its smoke test)
+    assert live == "4"  # a new version of the first release's bytes (3 failed its smoke test)
     config = sandbox.client("lambda").get_function(FunctionName=FUNCTION, Qualifier=live)[
         "Configuration"
     ]
     assert (
         config["CodeSha256"] == base64.b64encode(bytes.fromhex(manifest["zip"]["sha256"])).decode()
     )
-    assert deploys_of(sandbox, first)[-1]["previous_version"] == "4"
+    assert deploys_of(sandbox, first)[-1]["previous_version"] == "2"
     assert config.get("Layers", []) == []  # the layered release's layer is detached
 
 
