@@ -119,10 +119,9 @@ def _module_actions(call: Call) -> set[str]:
             return {"ec2:DescribeInstances", "ec2:TerminateInstances"}
         # RunInstances with TagSpecifications; the subnet's VPC and the group ids are looked
         # up; the new instance is awaited (DescribeInstances, DescribeInstanceStatus) and its
-        # attributes compared with the options (DescribeInstanceAttribute), then aligned
-        # (ModifyInstanceAttribute: moto reports no groups for an instance launched with
-        # them in its network interface, so the module sets them again); an existing
-        # instance's tags are read.
+        # attributes compared with the options (DescribeInstanceAttribute: type, groups);
+        # an existing instance's tags are read. They match what it was launched with, so
+        # no ModifyInstanceAttribute (see MOTO_ONLY).
         actions = {
             "ec2:DescribeInstances",
             "ec2:DescribeSubnets",
@@ -131,7 +130,6 @@ def _module_actions(call: Call) -> set[str]:
             "ec2:CreateTags",
             "ec2:DescribeInstanceStatus",
             "ec2:DescribeInstanceAttribute",
-            "ec2:ModifyInstanceAttribute",
             "ec2:DescribeTags",
         }
         if call.arg("iam_instance_profile"):
@@ -173,6 +171,15 @@ def _module_actions(call: Call) -> set[str]:
         return {"sns:Publish"}
     raise KeyError(f"{call.where}: no IAM actions known for the AWS module {name}; add it here")
 
+
+# Calls only moto makes the modules send, and why AWS does not: the policy refuses them.
+MOTO_ONLY = {
+    # moto reports no security groups for an instance launched with them in its network
+    # interface, so ec2_instance sets them again; AWS reports them, and the module compares
+    # type and groups equal. The policy has no ModifyInstanceAttribute, which could change
+    # an instance's type or user data.
+    "ec2:ModifyInstanceAttribute",
+}
 
 # The deploy's Lambda modules (amazon.aws 10 sources). lambda: GetFunction to find it, then
 # CreateFunction (Publish) or UpdateFunctionConfiguration + UpdateFunctionCode (Publish),
@@ -443,3 +450,194 @@ def signed_by(request: dict, access_key: str) -> bool:
     query = parse_qs(urlparse(request["url"]).query)
     scope = headers.get("authorization", "") + " ".join(query.get("X-Amz-Credential", []))
     return f"Credential={access_key}/" in scope or scope.startswith(f"{access_key}/")
+
+
+# --- Evaluating a request against the policies, conditions included ---
+#
+# Enough of IAM's evaluation logic for the project's policies: an explicit Deny in any policy
+# wins, else an Allow in an identity policy is needed (the bucket policy only denies).
+# Wildcards (* and ?) in actions, resources and Like operators; the policy variable
+# ${aws:PrincipalAccount}; the condition operators the policies use, each key's values ORed,
+# keys and operators ANDed. An operator this does not know fails the test: a new condition
+# cannot pass unevaluated.
+
+ACCOUNT = "111122223333"
+OTHER_ACCOUNT = "444455556666"
+CI_POLICY = REPO / "iam" / "ci-release-policy.json"
+BUCKET_POLICY_TEMPLATE = REPO / "roles" / "artifact_store" / "templates" / "bucket-policy.json.j2"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One API call as IAM sees it: the action, the resource, the request context."""
+
+    action: str
+    resource: str
+    context: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def of(cls, action: str, resource: str, context: dict | None = None) -> Request:
+        return cls(action, resource, tuple(sorted((context or {}).items())))
+
+    def value(self, key: str) -> object:
+        found = {k.lower(): v for k, v in self.context}
+        if key.lower() == "aws:principalaccount":
+            return found.get(key.lower(), ACCOUNT)
+        return found.get(key.lower())
+
+
+def _glob(pattern: str, value: str, case: bool = True) -> bool:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, 0 if case else re.IGNORECASE) is not None
+
+
+def _substitute(text: str, request: Request) -> str:
+    return re.sub(r"\$\{([^}]+)\}", lambda m: str(request.value(m.group(1))), text)
+
+
+def _listed(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _compare(operator: str, wanted: str, actual: object) -> bool:
+    actual = str(actual).lower() if isinstance(actual, bool) else str(actual)
+    if operator in ("StringEquals", "ArnEquals"):
+        return actual == wanted
+    if operator in ("StringLike", "ArnLike"):
+        return _glob(wanted, actual)
+    if operator == "Bool":
+        return actual.lower() == wanted.lower()
+    raise KeyError(f"condition operator {operator} is not evaluated here; add it")
+
+
+def condition_holds(operator: str, key: str, wanted: object, request: Request) -> bool:
+    actual = request.value(key)
+    if operator == "Null":
+        return (actual is None) == (str(wanted).lower() == "true")
+    base, if_exists = operator.removesuffix("IfExists"), operator.endswith("IfExists")
+    negated = base in ("StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike")
+    if actual is None:
+        return if_exists or negated
+    positive = base.replace("Not", "") if negated else base
+    hit = any(
+        _compare(positive, _substitute(str(w), request), a)
+        for w in _listed(wanted)
+        for a in _listed(actual)
+    )
+    return not hit if negated else hit
+
+
+def statement_applies(statement: dict, request: Request) -> bool:
+    actions = _listed(statement["Action"])
+    if not any(_glob(a, request.action, case=False) for a in actions):
+        return False
+    if "Resource" in statement:
+        matched = any(
+            _glob(_substitute(r, request), request.resource) for r in _listed(statement["Resource"])
+        )
+    else:
+        matched = not any(
+            _glob(_substitute(r, request), request.resource)
+            for r in _listed(statement["NotResource"])
+        )
+    if not matched:
+        return False
+    return all(
+        condition_holds(operator, key, wanted, request)
+        for operator, keys in statement.get("Condition", {}).items()
+        for key, wanted in keys.items()
+    )
+
+
+def decide(request: Request, identity: list[dict], resource: list[dict] = ()) -> str:
+    """ "denied" (an explicit Deny applies), "allowed" (an identity Allow applies, no Deny),
+    or "not allowed" (nothing allows it: IAM's implicit deny)."""
+    applying = [
+        s
+        for policy in [*identity, *resource]
+        for s in policy["Statement"]
+        if statement_applies(s, request)
+    ]
+    if any(s["Effect"] == "Deny" for s in applying):
+        return "denied"
+    allowed = any(
+        s["Effect"] == "Allow" and statement_applies(s, request)
+        for policy in identity
+        for s in policy["Statement"]
+    )
+    return "allowed" if allowed else "not allowed"
+
+
+def bucket_policy(**settings: object) -> dict:
+    """The bucket policy playbooks/bucket.yml sets, rendered from the role's template with
+    its defaults and vars (settings override them, as -e would)."""
+    import jinja2
+
+    role = REPO / "roles" / "artifact_store"
+    variables = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    variables |= yaml.safe_load((role / "vars" / "main.yml").read_text())
+    variables |= settings
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["bool"] = lambda v: str(v).lower() in ("true", "yes", "on", "1")
+    return json.loads(env.from_string(BUCKET_POLICY_TEMPLATE.read_text()).render(**variables))
+
+
+# --- Which tasks files a playbook can reach (the CI role runs the AMI watch only) ---
+
+INCLUDE_ROLE_KEYS = (
+    "ansible.builtin.include_role",
+    "ansible.builtin.import_role",
+    "include_role",
+    "import_role",
+)
+INCLUDE_TASKS_KEYS = (
+    "ansible.builtin.include_tasks",
+    "ansible.builtin.import_tasks",
+    "include_tasks",
+    "import_tasks",
+)
+
+
+def _role_name(entry: object) -> str:
+    return entry if isinstance(entry, str) else entry.get("role") or entry.get("name")
+
+
+def reachable_sources(playbooks: list[str]) -> set[str]:
+    """Tasks and handlers files (paths relative to the checkout) that these playbooks can
+    run: their plays, the roles they list or include (every tasks file of a reached role: a
+    templated include_tasks may pick any), those roles' dependencies, and the playbooks they
+    run (import_playbook, or ansible-playbook on a playbook of playbooks/ by name)."""
+    files: set[str] = set()
+    roles_seen: set[str] = set()
+    queue = [REPO / "playbooks" / name for name in playbooks]
+
+    def reach_role(name: str) -> None:
+        if name in roles_seen or not (REPO / "roles" / name).is_dir():
+            return
+        roles_seen.add(name)
+        meta = REPO / "roles" / name / "meta" / "main.yml"
+        for dependency in (yaml.safe_load(meta.read_text()) or {}).get("dependencies") or []:
+            reach_role(_role_name(dependency))
+        for sub in ("tasks", "handlers"):
+            for path in sorted((REPO / "roles" / name / sub).glob("*.yml")):
+                queue.append(path)
+
+    while queue:
+        path = queue.pop()
+        where = str(path.relative_to(REPO))
+        if where in files or not path.exists():
+            continue
+        files.add(where)
+        text = path.read_text()
+        for other in re.findall(r"playbook_dir ~ '/([a-z_]+\.yml)'", text):
+            queue.append(REPO / "playbooks" / other)
+        for node in _tasks(yaml.safe_load(text) or []):
+            if "import_playbook" in node or "ansible.builtin.import_playbook" in node:
+                target = node.get("import_playbook") or node["ansible.builtin.import_playbook"]
+                queue.append(path.parent / target)
+            for entry in node.get("roles") or []:
+                reach_role(_role_name(entry))
+            for key in INCLUDE_ROLE_KEYS:
+                if key in node:
+                    reach_role(node[key]["name"])
+    return files
