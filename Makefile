@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help bootstrap release deploy undeploy lint test test-unit test-integration test-sandbox test-platforms molecule bench clean stop-s3
+.PHONY: help bootstrap release deploy undeploy r-lock lint test test-unit test-integration test-sandbox test-platforms molecule bench clean stop-s3
 
 help:
 	@echo "make release   build, publish and verify a release on the local platform"
 	@echo "make test      lint, unit and handler tests, local and sandbox release tests, Molecule scenarios"
 	@echo "make deploy    serve the latest verified release on http://127.0.0.1:9000/ (again: swap to the newest)"
 	@echo "make undeploy  stop the local function"
+	@echo "make r-lock    PACKAGES=\"randomForest mgcv\" [REPO=debian|cran|URL] [OUT=r.lock.json]: lock R packages"
 	@echo "make lint      ansible-lint (production), yamllint, ruff"
 	@echo "make bench     package and release figures against their targets (dist/bench.json)"
 	@echo "make stop-s3   stop the local SeaweedFS (data is kept under .state/)"
@@ -28,6 +29,17 @@ deploy: bootstrap
 
 undeploy: bootstrap
 	$(BIN)/ansible-playbook playbooks/deploy.yml -e deploy_state=absent $(ARGS)
+
+# A lock of R packages and what they need (docs/r-packages.md): REPO debian (Debian's
+# archive, SUITE trixie by default), cran (cloud.r-project.org) or a CRAN-like URL;
+# RENV=renv.lock takes names and versions from renv; CHECK=r.lock.json verifies a lock.
+PACKAGES ?=
+REPO ?= debian
+OUT ?= r.lock.json
+r-lock: bootstrap
+	$(BIN)/python scripts/r-lock --repo '$(REPO)' --out '$(OUT)' \
+	  $(if $(SUITE),--suite '$(SUITE)') $(if $(RENV),--renv '$(RENV)') \
+	  $(if $(CHECK),--check '$(CHECK)') $(PACKAGES)
 
 lint: bootstrap
 	$(BIN)/yamllint -s .
