@@ -207,10 +207,12 @@ class LocalFront(Front):
     fake_dir: Path
 
     def container_command(self, name: str, generation: Any, runtime: Path,
-                          env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+                          env: dict[str, str], api_dir: Path) -> tuple[list[str], dict[str, str]]:
+        """The fake client behind relay.py (a free port), as in the container."""
         env = {**env, "PATH": os.environ["PATH"],
                "PYTHONPATH": f"{generation.task_dir}:{self.fake_dir}"}
-        return [sys.executable, "-m", "fake_ric", generation.spec.handler], env
+        return [sys.executable, str(api_dir / "relay.py"), str(api_dir / "api.sock"), "0", "--",
+                sys.executable, "-m", "fake_ric", generation.spec.handler], env
 
     def remove_container(self, name: str) -> None:
         """No container: stopping the client is enough."""
