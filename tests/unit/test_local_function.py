@@ -9,6 +9,7 @@ podman container (``LocalFront``), serving a small handler from a real zip.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -218,8 +219,9 @@ class LocalFront(Front):
         """No container: stopping the client is enough."""
 
 
-@pytest.fixture
-def front(tmp_path: Path) -> Iterator[tuple[Any, int]]:
+@contextlib.contextmanager
+def running_front(tmp_path: Path) -> Iterator[tuple[Any, int]]:
+    """A LocalFront and its endpoint on a free port, stopped at the end."""
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "fake_ric.py").write_text(FAKE_RIC)
@@ -240,6 +242,12 @@ def front(tmp_path: Path) -> Iterator[tuple[Any, int]]:
         server.shutdown()
         front.stop()
         server.server_close()
+
+
+@pytest.fixture
+def front(tmp_path: Path) -> Iterator[tuple[Any, int]]:
+    with running_front(tmp_path) as running:
+        yield running
 
 
 def spec(tmp_path: Path, version: str, environments: int = 1, source: str = HANDLER) -> Any:

@@ -49,6 +49,8 @@ class EndpointHandler(li.RuntimeApiHandler):
                 self.send_header("X-Function-Version", version)
             self.send_header("Apigw-Requestid", request_id)
             self.send_header("Content-Length", str(len(answer.body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(answer.body)

@@ -40,6 +40,10 @@ RUNTIME_API_MAX_CONNECTIONS = 8
 CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")  # hexadecimal digits only: no sign, no 0x, no _
 LINE_LIMIT = 4096  # a chunk-size line (with its extensions), a trailer line
 TRAILER_LINES = 32
+# After refusing a body, what the client still sends is read and dropped for at most this
+# long (a "lingering close"): closed at once, its unread bytes would reset the connection
+# and could lose the answer on the way.
+LINGER_SECONDS = 2.0
 
 
 class BadRequest(ValueError):
@@ -220,13 +224,50 @@ class BoundedHandler(BaseHTTPRequestHandler):
     one) closed, a body cut short by that a 408."""
 
     protocol_version = "HTTP/1.1"
+    # A request line that names no version is answered with a status line all the same
+    # (HTTP/0.9 answers have none: a client could not tell a refusal from a body).
+    default_request_version = "HTTP/1.1"
     server: BoundedHTTPServer
     # Largest body a request may send (None: no limit); a larger one is refused unread.
     max_body: int | None = MAX_BODY
 
+    linger = False  # set when a body is refused: see finish()
+
     def setup(self) -> None:
         self.timeout = self.server.read_timeout  # StreamRequestHandler applies it
         super().setup()
+
+    def finish(self) -> None:
+        """After a refused body, drop what the client still sends (LINGER_SECONDS at most,
+        never kept), so that it reads the answer before the connection closes."""
+        super().finish()
+        if not self.linger:
+            return
+        end = time.monotonic() + LINGER_SECONDS
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+            while (left := end - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                if not self.connection.recv(65536):
+                    break
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """http.server's own refusals (a bad request line, headers too long...) close the
+        connection too, lingering."""
+        self.linger = self.close_connection = True
+        super().send_error(code, message, explain)
+
+    def parse_request(self) -> bool:
+        """A client silent in the middle of its headers is answered 408, and closed."""
+        try:
+            return super().parse_request()
+        except socket.timeout:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.send_error(408, "Request Timeout",
+                                f"no header line came for {self.server.read_timeout:g} s")
+            return False
 
     def handle_one_request(self) -> None:
         """Wait for the next request as an idle connection (the server may close it to
@@ -249,6 +290,7 @@ class BoundedHandler(BaseHTTPRequestHandler):
         codings = [coding.strip().lower()
                    for value in self.headers.get_all("Transfer-Encoding") or []
                    for coding in value.split(",")]
+        self.linger = True  # until the body is read whole
         try:
             if codings:
                 if length is not None:
@@ -258,11 +300,13 @@ class BoundedHandler(BaseHTTPRequestHandler):
                                      "only chunked is accepted")
                 return self._read_chunked()
             if not length:
+                self.linger = False
                 return b""
             self._check_size(length)
             body = self.rfile.read(length)
             if len(body) < length:
                 raise BadRequest(f"the body ended after {len(body)} of its {length} bytes")
+            self.linger = False
             return body
         except socket.timeout:
             raise RequestTimeout(f"no byte of the body came for {self.server.read_timeout:g} s"
@@ -301,6 +345,7 @@ class BoundedHandler(BaseHTTPRequestHandler):
                 raise BadRequest(f"a chunk is longer than its size ({size} bytes)")
         for _ in range(TRAILER_LINES):
             if self._line("trailer") in (b"\r\n", b"\n"):
+                self.linger = False
                 return b"".join(chunks)
         raise BadRequest(f"more than {TRAILER_LINES} trailer lines")
 
@@ -360,6 +405,8 @@ class RuntimeApiHandler(BoundedHandler):
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(payload)
         except OSError:
@@ -393,19 +440,23 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             return len(self._connections)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        victim = None
         with self._connections_lock:
-            victim = None
-            if len(self._connections) >= self.max_connections:
+            full = len(self._connections) >= self.max_connections
+            if full:
                 idle = [(since, id(sock), sock) for sock, since in self._connections.items()
                         if since is not None]
-                if not self.evict_idle or not idle:
+                if self.evict_idle and idle:
+                    victim = min(idle)[2]
+                    del self._connections[victim]  # its thread ends at once: not counted
+                    self.evicted += 1
+                else:
                     self.refused += 1
-                    self._refuse(request)
-                    return
-                victim = min(idle)[2]
-                del self._connections[victim]  # its thread ends at once: not counted
-                self.evicted += 1
-            self._connections[request] = None
+            if not full or victim is not None:
+                self._connections[request] = None
+        if full and victim is None:
+            self._refuse(request)
+            return
         if victim is not None:
             with contextlib.suppress(OSError):
                 victim.shutdown(socket.SHUT_RDWR)  # its wait for a request ends: closed
