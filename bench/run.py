@@ -20,8 +20,13 @@ Runs, on the local platform:
    package served on 127.0.0.1 by LOCAL_ENVIRONMENTS environments of the same stand-in,
    1,000 single requests and 100 batches of 100 applicants sent through it as HTTP
    requests (as many at once as there are environments): requests per second, p50 and
-   p99 latency, errors (`local_endpoint`; `--local-endpoint-only` measures only this, for
-   the latest release's zip, and updates an existing dist/bench.json).
+   p99 latency, errors (`local_endpoint`); then the same front under abuse
+   (bench/endpoint_abuse.py): 10,000 single requests over 64 connections while 500 idle
+   sockets and a set of malformed or stalled requests are open, the front's read timeout
+   set to ABUSE_READ_TIMEOUT (`local_endpoint.abuse`: rps, p50, p99, errors, each malformed
+   request's answer, how long idle sockets stayed open, the front's memory).
+   `--local-endpoint-only` measures only these, for the latest release's zip, and updates
+   an existing dist/bench.json.
 Writes dist/bench.json and prints a table of each figure against its target. Figures
 are recorded, never asserted: a missed target is reported, not failed.
 """
@@ -73,15 +78,18 @@ COLD_STARTS = 5
 MB = 1024 * 1024
 LOCAL_FUNCTION = REPO / "roles" / "local_function" / "files" / "local_function"
 sys.path.insert(0, str(LOCAL_FUNCTION.parent))
+sys.path.insert(0, str(REPO / "bench"))
 sys.path.append(str(REPO / "collections"))  # the checkout as the collection r_lambda.release
 # After their folders are on the path:
 from ansible_collections.r_lambda.release.plugins.lookup.cache_dir import cache_root  # noqa: E402
 from ansible_collections.r_lambda.release.plugins.modules.zipapp import pack  # noqa: E402
+from endpoint_abuse import abuse, endpoint_figures  # noqa: E402
 from local_function.environments import extract  # noqa: E402
 
 LOCAL_ENVIRONMENTS = 2  # local_function_environments' default
 LOCAL_PORT = 9051  # not 9000: `make deploy` may serve there meanwhile
 SINGLE_REQUESTS, BATCHES, BATCH_SIZE = 1000, 100, 100
+ABUSE_REQUESTS, ABUSE_CONCURRENCY, ABUSE_IDLE, ABUSE_READ_TIMEOUT = 10_000, 64, 500, 5.0
 
 
 @dataclass(frozen=True)
@@ -415,25 +423,6 @@ def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: 
                 sh("podman", "rm", "-f", "-t", "0", name, check=False)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of ``values`` (not empty)."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * fraction // 1))
-    return ordered[int(rank) - 1]
-
-
-def endpoint_figures(latencies: list[float], wall_s: float, errors: int) -> dict:
-    """Requests per second, p50 and p99 latency (ms) and errors of one series."""
-    return {
-        "requests": len(latencies) + errors,
-        "errors": errors,
-        "rps": round(len(latencies) / wall_s, 1) if wall_s > 0 else None,
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 3) if latencies else None,
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 3) if latencies else None,
-        "wall_s": round(wall_s, 3),
-    }
-
-
 def send_series(port: int, bodies: list[bytes], concurrency: int) -> dict:
     """POST each body once, ``concurrency`` keep-alive connections at a time; an answer
     other than 200 with the expected JSON, or none, is an error."""
@@ -478,6 +467,14 @@ def send_series(port: int, bodies: list[bytes], concurrency: int) -> dict:
     return figures
 
 
+def predicted(status: int, data: bytes) -> bool:
+    """A 200 whose JSON holds a probability: a well-formed request answered correctly."""
+    try:
+        return status == 200 and "probability" in json.loads(data)
+    except ValueError:
+        return False
+
+
 def local_endpoint(zip_path: Path, version: str, python_version: str) -> dict:
     """The package behind the local endpoint (role local_function's front, started and
     stopped here in a state folder of its own): single requests, then batches."""
@@ -499,13 +496,23 @@ def local_endpoint(zip_path: Path, version: str, python_version: str) -> dict:
             send_series(LOCAL_PORT, singles[:20], LOCAL_ENVIRONMENTS)  # every environment warm
             log(f"local endpoint: {SINGLE_REQUESTS} single requests, {BATCHES} batches of "
                 f"{BATCH_SIZE}, {LOCAL_ENVIRONMENTS} at a time")
-            return {
+            figures = {
                 "environments": LOCAL_ENVIRONMENTS,
                 "concurrency": LOCAL_ENVIRONMENTS,
                 "memory": MEMORY,
                 "single": send_series(LOCAL_PORT, singles, LOCAL_ENVIRONMENTS),
                 f"batch_{BATCH_SIZE}": send_series(LOCAL_PORT, batches, LOCAL_ENVIRONMENTS),
             }
+            # The same front, its read timeout shortened so that idle sockets close soon.
+            sh(*tool, "start", "--state-dir", state, "--port", str(LOCAL_PORT),
+               "--read-timeout", f"{ABUSE_READ_TIMEOUT:g}")
+            log(f"local endpoint under abuse: {ABUSE_REQUESTS} requests over "
+                f"{ABUSE_CONCURRENCY} connections, {ABUSE_IDLE} idle sockets")
+            figures["abuse"] = abuse(
+                LOCAL_PORT, bodies=[singles[i % len(singles)] for i in range(ABUSE_REQUESTS)],
+                concurrency=ABUSE_CONCURRENCY, idle=ABUSE_IDLE, read_timeout=ABUSE_READ_TIMEOUT,
+                check=predicted, pid=json.loads((Path(state) / "state.json").read_text())["pid"])
+            return figures
         finally:
             sh(*tool, "stop", "--state-dir", state, "--id", f"r-lambda-fn-{LOCAL_PORT}",
                check=False)
@@ -513,10 +520,18 @@ def local_endpoint(zip_path: Path, version: str, python_version: str) -> dict:
 
 def local_endpoint_table(figures: dict) -> str:
     lines = [f"{'local endpoint':<18} {'rps':>8} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}"]
-    for key in ("single", f"batch_{BATCH_SIZE}"):
+    for key in ("single", f"batch_{BATCH_SIZE}", "abuse"):
         row = figures.get(key) or {}
         lines.append(f"{key:<18} {row.get('rps')!s:>8} {row.get('p50_ms')!s:>9} "
                      f"{row.get('p99_ms')!s:>9} {row.get('errors')!s:>7}")
+    abused = figures.get("abuse")
+    if abused:
+        lines.append(f"under abuse: malformed not answered as expected "
+                     f"{abused['malformed_not_as_expected'] or 'none'}; idle sockets still open "
+                     f"{abused['idle_still_open']} of {abused['idle_sockets']} "
+                     f"(last closed after {abused['idle_closed_max_s']} s, read timeout "
+                     f"{abused['read_timeout_s']:g} s); front RSS {abused['front_rss_mb_start']} "
+                     f"-> max {abused['front_rss_mb_max']} MB")
     return "\n".join(lines)
 
 

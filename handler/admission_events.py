@@ -1,7 +1,8 @@
 """API Gateway proxy events: REST API (v1, ``httpMethod``) and HTTP API (v2,
 ``requestContext.http``). The request is the JSON body (base64 when
 ``isBase64Encoded``) or, without a body, the query string; the answer is an HTTP
-response with CORS headers whose body is JSON.
+response whose body is JSON, with CORS headers only for a request from one of the
+origins CORS_ALLOW_ORIGINS names (comma-separated; none by default, ``*`` never).
 """
 
 import json
@@ -69,19 +70,46 @@ def proxy_payload(event: Mapping[str, Any]) -> Any:
     return _decode_body(body, event.get("isBase64Encoded") is True)
 
 
-def cors_headers() -> dict[str, str]:
-    return {
-        "Access-Control-Allow-Origin": os.environ.get("CORS_ALLOW_ORIGIN") or "*",
-        "Access-Control-Allow-Methods": CORS_ALLOW_METHODS,
-        "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
-        "Content-Type": "application/json",
-    }
+def request_origin(event: Mapping[str, Any]) -> Optional[str]:
+    """The request's Origin header (any case), or None."""
+    headers = event.get("headers")
+    if not isinstance(headers, Mapping):
+        return None
+    for name, value in headers.items():
+        if isinstance(name, str) and name.lower() == "origin" and isinstance(value, str):
+            return value
+    return None
 
 
-def http_response(status: int, payload: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+def allowed_origins() -> list[str]:
+    """CORS_ALLOW_ORIGINS: the origins whose pages may call the function (``*`` is ignored:
+    the deploy refuses it for a function URL, and the handler never answers it)."""
+    raw = os.environ.get("CORS_ALLOW_ORIGINS", "")
+    origins = (part.strip() for part in raw.split(","))
+    return [origin for origin in origins if origin not in ("", "*")]
+
+
+def cors_headers(origin: Optional[str] = None) -> dict[str, str]:
+    """The answer's headers: CORS ones when ``origin`` is an allowed origin."""
+    headers = {"Content-Type": "application/json"}
+    allowed = allowed_origins()
+    if allowed:
+        headers["Vary"] = "Origin"  # the answer differs by origin: caches must know
+    if origin is not None and origin in allowed:
+        headers.update({
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": CORS_ALLOW_METHODS,
+            "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+        })
+    return headers
+
+
+def http_response(
+    status: int, payload: Optional[Mapping[str, Any]], origin: Optional[str] = None
+) -> dict[str, Any]:
     return {
         "statusCode": status,
-        "headers": cors_headers(),
+        "headers": cors_headers(origin),
         "body": "" if payload is None else json.dumps(payload, allow_nan=False),
         "isBase64Encoded": False,
     }

@@ -37,6 +37,13 @@ NO_MODEL = (
 STALE_DOWNLOAD_SECONDS = 15 * 60
 
 _model: Optional[LoadedModel] = None
+# A model that failed to load (a wrong MODEL_SHA256, a missing object...) is not tried
+# again for this long: each invocation meanwhile fails fast with the same 500, and does not
+# download the model again.
+MODEL_RETRY_SECONDS = 30.0
+# When, with which model settings, and what failed.
+_failure: Optional[tuple[float, tuple[str, ...], HandlerError]] = None
+MODEL_SETTINGS = ("MODEL_PATH", "MODEL_BUCKET", "MODEL_KEY", "MODEL_SHA256")
 
 
 class ModelSource(NamedTuple):
@@ -223,16 +230,38 @@ def _load_model() -> LoadedModel:
 
 
 def get_model() -> LoadedModel:
-    """The model, loaded at the first call in this process (a failure is retried)."""
-    global _model
+    """The model, loaded at the first call in this process. A load that fails with a server
+    error is remembered for MODEL_RETRY_SECONDS: until then each call with the same model
+    settings raises a copy of the same error at once; the first call after that (or with
+    other settings) tries again."""
+    global _model, _failure
     with R_LOCK:
-        if _model is None:
+        if _model is not None:
+            return _model
+        settings = tuple(os.environ.get(name, "") for name in MODEL_SETTINGS)
+        if (_failure is not None and _failure[1] == settings
+                and time.monotonic() - _failure[0] < MODEL_RETRY_SECONDS):
+            raise copy_of(_failure[2])
+        try:
             _model = _load_model()
+        except HandlerError as err:
+            if err.http_status >= 500:
+                _failure = (time.monotonic(), settings, copy_of(err))
+            raise
+        _failure = None
         return _model
 
 
+def copy_of(err: HandlerError) -> HandlerError:
+    import copy  # here: only a failed load needs it
+
+    return copy.copy(err)
+
+
 def reset_model_cache() -> None:
-    """Forget the loaded model (R itself stays up); the next prediction reloads it."""
-    global _model
+    """Forget the loaded model and a remembered failure (R itself stays up); the next
+    prediction loads the model again."""
+    global _model, _failure
     with R_LOCK:
         _model = None
+        _failure = None

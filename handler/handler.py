@@ -47,6 +47,7 @@ from admission_events import (
     http_response,
     is_proxy_event,
     proxy_payload,
+    request_origin,
 )
 from admission_model_source import get_model, reset_model_cache
 from admission_requests import (
@@ -174,18 +175,19 @@ def _as_handler_error(exc: Exception) -> HandlerError:
 
 
 def _handle_proxy(event: Mapping[str, Any], invocation: _Invocation) -> dict[str, Any]:
+    origin = request_origin(event)
     if http_method(event) == "OPTIONS":
         invocation.status = 204
-        return http_response(204, None)
+        return http_response(204, None, origin)
     try:
         request = parse_request(proxy_payload(event), "body")
         invocation.record(request)
-        return http_response(200, _answer(request))
+        return http_response(200, _answer(request), origin)
     except Exception as exc:
         err = _as_handler_error(exc)
         err.request_id = invocation.request_id
         invocation.fail(err)
-        return http_response(err.http_status, error_body(err))
+        return http_response(err.http_status, error_body(err), origin)
 
 
 def _public_fault(err: HandlerError) -> Exception:

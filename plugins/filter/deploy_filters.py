@@ -32,7 +32,7 @@ def _lambda_invoke() -> ModuleType:
 
 def _judged(answer: Any) -> Any:
     """What is compared of an answer: a proxy answer's status code and its body (parsed:
-    data, not text), not its headers (CORS_ALLOW_ORIGIN may differ by design)."""
+    data, not text), not its headers (CORS_ALLOW_ORIGINS may differ by design)."""
     if isinstance(answer, dict) and isinstance(answer.get("body"), str) and "statusCode" in answer:
         try:
             return {"statusCode": answer["statusCode"], "body": json.loads(answer["body"])}

@@ -43,7 +43,7 @@ def model_from_training(trained_model: TrainedModel, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("MODEL_PATH", str(trained_model.trimmed))
     monkeypatch.delenv("MAX_BATCH", raising=False)
     monkeypatch.delenv("MODEL_SHA256", raising=False)
-    monkeypatch.delenv("CORS_ALLOW_ORIGIN", raising=False)
+    monkeypatch.delenv("CORS_ALLOW_ORIGINS", raising=False)
 
 
 @pytest.fixture

@@ -38,13 +38,16 @@ import admission_requests  # noqa: E402, F401
 
 import handler  # noqa: E402, F401
 
-CORS = {
-    "Access-Control-Allow-Origin": "*",
+# An answer's headers with no CORS_ALLOW_ORIGINS (the default): no CORS header at all.
+CORS = {"Content-Type": "application/json"}
+# Those for a request from an origin CORS_ALLOW_ORIGINS names.
+CORS_FOR_ORIGIN = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": (
         "Content-Type, Authorization, X-Api-Key, X-Amz-Date, X-Amz-Security-Token"
     ),
     "Content-Type": "application/json",
+    "Vary": "Origin",
 }
 OK = {"gre": 800, "gpa": 4, "rank": 1}
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from handler_support import (
     CORS,
+    CORS_FOR_ORIGIN,
     OK,
     Ctx,
     TrainedModel,
@@ -146,11 +147,17 @@ def test_options_preflight_answers_204_with_cors_headers(shape: Any) -> None:
     }
 
 
-def test_cors_allow_origin_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CORS_ALLOW_ORIGIN", "https://admissions.example.org")
+def test_cors_headers_answer_only_the_origins_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    site, other = "https://admissions.example.org", "https://elsewhere.example.com"
+    monkeypatch.setenv("CORS_ALLOW_ORIGINS", f"{site}, *, https://second.example.org")
     for event in (_v1("OPTIONS"), _v2("POST", json.dumps(OK)), _v1("POST", "{}")):
-        headers = handler.lambda_handler(event, Ctx())["headers"]
-        assert headers == {**CORS, "Access-Control-Allow-Origin": "https://admissions.example.org"}
+        event["headers"] = {"Origin": site}
+        allowed = handler.lambda_handler(event, Ctx())["headers"]
+        assert allowed == {**CORS_FOR_ORIGIN, "Access-Control-Allow-Origin": site}
+        event["headers"] = {"origin": other}
+        assert handler.lambda_handler(event, Ctx())["headers"] == {**CORS, "Vary": "Origin"}
+    monkeypatch.setenv("CORS_ALLOW_ORIGINS", "*")  # never answered: no CORS header at all
+    assert handler.lambda_handler(_v2("OPTIONS"), Ctx())["headers"] == CORS
 
 
 def test_batch_predictions_equal_single_predictions() -> None:

@@ -197,6 +197,29 @@ def test_model_file_with_another_sha256_is_refused(
     assert round(handler.admit_probability(800, 4, 1), 4) == 0.7384
 
 
+def test_a_model_that_failed_to_load_fails_fast_until_the_retry_time(
+    monkeypatch: pytest.MonkeyPatch, fresh_model_cache: None
+) -> None:
+    """A wrong MODEL_SHA256: the same 500 for each invocation, without reading (or, from S3,
+    downloading) the model again until MODEL_RETRY_SECONDS have passed."""
+    monkeypatch.setenv("MODEL_SHA256", "0" * 64)
+    loads = []
+    real_load = admission_model_source._load_model
+    monkeypatch.setattr(admission_model_source, "_load_model",
+                        lambda: loads.append(1) or real_load())
+    event = {"version": "2.0", "requestContext": {"http": {"method": "POST"}}, "body": "{}"}
+    answers = [handler.lambda_handler({**event, "body": json.dumps(OK)}, Ctx()) for _ in range(3)]
+    assert len(loads) == 1
+    assert {answer["statusCode"] for answer in answers} == {500}
+    assert len({answer["body"] for answer in answers}) == 1
+    monkeypatch.setattr(admission_model_source, "MODEL_RETRY_SECONDS", 0.0)
+    assert handler.lambda_handler({**event, "body": json.dumps(OK)}, Ctx())["statusCode"] == 500
+    assert len(loads) == 2  # tried again once the time passed
+    monkeypatch.setattr(admission_model_source, "MODEL_RETRY_SECONDS", 30.0)
+    monkeypatch.delenv("MODEL_SHA256")  # other settings: tried at once
+    assert handler.lambda_handler({**event, "body": json.dumps(OK)}, Ctx())["statusCode"] == 200
+
+
 @pytest.mark.parametrize("mode", [0o755, 0o770, 0o777])
 def test_cache_folder_others_may_enter_is_refused(s3_model: ModelObject, mode: int) -> None:
     s3_model.cache_dir.mkdir()

@@ -116,7 +116,7 @@ def test_invocation_results_name_the_events_that_failed() -> None:
 
 
 def test_headers_are_not_compared_and_added_keys_are_allowed() -> None:
-    """As the stand-in's json_subset does: CORS_ALLOW_ORIGIN changes a header by design."""
+    """As the stand-in's json_subset does: CORS_ALLOW_ORIGINS changes a header by design."""
     other_origin = dict(PROXY_ANSWER, headers={"Access-Control-Allow-Origin": "https://x"})
     assert deploy_filters.deploy_answer_problems(PROXY_ANSWER, other_origin) == ""
     more = {"result": True, "probability": 0.7384082459801908, "model": "v2"}

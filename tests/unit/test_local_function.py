@@ -9,6 +9,7 @@ podman container (``LocalFront``), serving a small handler from a real zip.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -207,17 +208,20 @@ class LocalFront(Front):
     fake_dir: Path
 
     def container_command(self, name: str, generation: Any, runtime: Path,
-                          env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+                          env: dict[str, str], api_dir: Path) -> tuple[list[str], dict[str, str]]:
+        """The fake client behind relay.py (a free port), as in the container."""
         env = {**env, "PATH": os.environ["PATH"],
                "PYTHONPATH": f"{generation.task_dir}:{self.fake_dir}"}
-        return [sys.executable, "-m", "fake_ric", generation.spec.handler], env
+        return [sys.executable, str(api_dir / "relay.py"), str(api_dir / "api.sock"), "0", "--",
+                sys.executable, "-m", "fake_ric", generation.spec.handler], env
 
     def remove_container(self, name: str) -> None:
         """No container: stopping the client is enough."""
 
 
-@pytest.fixture
-def front(tmp_path: Path) -> Iterator[tuple[Any, int]]:
+@contextlib.contextmanager
+def running_front(tmp_path: Path) -> Iterator[tuple[Any, int]]:
+    """A LocalFront and its endpoint on a free port, stopped at the end."""
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "fake_ric.py").write_text(FAKE_RIC)
@@ -238,6 +242,12 @@ def front(tmp_path: Path) -> Iterator[tuple[Any, int]]:
         server.shutdown()
         front.stop()
         server.server_close()
+
+
+@pytest.fixture
+def front(tmp_path: Path) -> Iterator[tuple[Any, int]]:
+    with running_front(tmp_path) as running:
+        yield running
 
 
 def spec(tmp_path: Path, version: str, environments: int = 1, source: str = HANDLER) -> Any:

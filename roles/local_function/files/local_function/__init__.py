@@ -8,17 +8,19 @@ One long-lived front process on the controller (standard library only) serves:
   ``X-Function-Version`` naming the release that answered. A function error answers 502,
   an invocation that times out 504, a request no environment took within the timeout 429;
   each with a short JSON body, never a stack trace;
-* one Lambda Runtime API (2018-06-01) per execution environment, on 127.0.0.1 (the Runtime
-  API of package_test's lambda_invoke in roles/package_test/files, shared, not copied);
+* one Lambda Runtime API (2018-06-01) per execution environment, on a unix socket mounted
+  into that environment alone (the Runtime API of package_test's lambda_invoke in
+  roles/package_test/files, shared, not copied; runtime_socket, relay.py);
 * a control API on a unix socket (``<state dir>/control.sock``, mode 0600) that the role's
   ``deploy``, ``status`` and ``stop`` commands talk to.
 
 Each execution environment is a podman container of the Lambda stand-in image: the package
 unpacked read-only at /var/task, awslambdaric at /var/runtime, a read-only root with a
 tmpfs /tmp, ``--memory`` and ``--memory-swap`` at the function's memory size, run as
-nobody, host networking (it reaches its Runtime API on 127.0.0.1), running
-``<python> -m awslambdaric handler.lambda_handler`` with Lambda's environment variables.
-An environment takes one invocation at a time; requests wait for a free one in arrival
+nobody, no network (--network none), no capability (--cap-drop ALL), no new privileges,
+its Runtime API a unix socket only it mounts (relay.py carries 127.0.0.1:9001 there),
+running ``<python> -m awslambdaric handler.lambda_handler`` with Lambda's environment
+variables. An environment takes one invocation at a time; requests wait for a free one in arrival
 order. An environment whose client dies or times out is replaced.
 
 A deploy (blue/green, inside the front): the new release's environments start and finish

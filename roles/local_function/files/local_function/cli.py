@@ -18,6 +18,7 @@ from . import __doc__ as PACKAGE_DOC
 from .common import FrontError
 from .control import control
 from .environments import Spec, file_sha256, memory_mb
+from .front import MAX_CONNECTIONS, READ_TIMEOUT
 from .process import cmd_serve, cmd_start, cmd_stop, front_alive, read_state
 
 
@@ -79,6 +80,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             sub.add_argument("--id", help="containers' label value (default r-lambda-fn-PORT)")
         if name in ("serve", "start"):
             sub.add_argument("--port", type=int, required=True)
+            sub.add_argument("--read-timeout", type=float, default=READ_TIMEOUT,
+                             help="seconds a client may stay silent (local_function_read_timeout)")
+            sub.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                             help="open connections at most (local_function_max_connections)")
         if name == "serve":
             sub.add_argument("--ready-fd", type=int)
         if name == "deploy":

@@ -22,7 +22,8 @@ CONTROL_TIMEOUT = 900.0
 
 
 class ControlHandler(BaseHTTPRequestHandler):
-    """POST /deploy (a Spec as JSON), GET /status, POST /stop."""
+    """POST /deploy (a Spec as JSON), POST /limits (the endpoint's read_timeout and
+    max_connections), GET /status, POST /stop."""
 
     server: ControlServer
     protocol_version = "HTTP/1.1"
@@ -44,6 +45,16 @@ class ControlHandler(BaseHTTPRequestHandler):
         if self.path == "/stop":
             self._send(202, {"stopping": True})
             self.server.stop_requested.set()
+            return
+        if self.path == "/limits":
+            try:
+                limits = json.loads(body)
+                changed = self.server.front.set_limits(float(limits["read_timeout"]),
+                                                       int(limits["max_connections"]))
+                self.server.front.write_state()
+                self._send(200, {**self.server.front.state(), "changed": changed})
+            except (FrontError, KeyError, TypeError, ValueError) as exc:
+                self._send(409, {"error": str(exc)})
             return
         if self.path != "/deploy":
             self._send(404, {"error": f"no {self.path}"})

@@ -5,6 +5,7 @@ handed to one of them."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -22,19 +23,51 @@ from typing import Any
 from .common import ID_LABEL, FrontError, li, log
 from .environments import Dispatcher, Environment, Generation, Spec, memory_mb, unpack
 from .events import Answer, _json_answer, proxy_answer
+from .runtime_socket import RELAY, SOCKET_NAME, UnixRuntimeApiServer
 
 VERSION_LABEL = "r-lambda.version"
 READY_POLL = 0.05
 CONTAINER_PATH = "/usr/local/bin:/usr/bin:/bin"
 NOBODY = "65534:65534"
 TASK_ROOT, RUNTIME_DIR = "/var/task", "/var/runtime"
+# Where a container sees its Runtime API's folder (the socket and relay.py), and the port
+# the relay listens on in its own loopback (Lambda's Runtime API is on 127.0.0.1:9001).
+API_DIR, API_PORT = "/var/rapid", 9001
+# The endpoint's defaults (the role's local_function_read_timeout and _max_connections).
+READ_TIMEOUT, MAX_CONNECTIONS = 60.0, 512
+MAX_READ_TIMEOUT, MAX_MAX_CONNECTIONS = 3600.0, 16384
+
+
+def check_limits(read_timeout: float, max_connections: int) -> None:
+    """FrontError naming the setting when a limit is out of range."""
+    if not 0 < read_timeout <= MAX_READ_TIMEOUT:
+        raise FrontError(f"local_function_read_timeout (--read-timeout) must be more than 0 "
+                         f"and at most {MAX_READ_TIMEOUT:g} seconds, got {read_timeout:g}")
+    if not 1 <= max_connections <= MAX_MAX_CONNECTIONS:
+        raise FrontError(f"local_function_max_connections (--max-connections) must be 1 to "
+                         f"{MAX_MAX_CONNECTIONS}, got {max_connections}")
+
+
+def _room_for(connections: int) -> None:
+    """Raise the soft limit of open files to fit ``connections`` and the front's own."""
+    import resource  # here: only the front needs it
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 class Front:
     """The deployments of one state folder: generations of environments behind the endpoint."""
 
-    def __init__(self, state_dir: Path, port: int, id_: str) -> None:
+    def __init__(self, state_dir: Path, port: int, id_: str, read_timeout: float = READ_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.state_dir, self.port, self.id = state_dir, port, id_
+        self.read_timeout, self.max_connections = READ_TIMEOUT, MAX_CONNECTIONS
+        self.set_limits(read_timeout, max_connections)
         self.dispatcher = Dispatcher()
         self._deploy_lock = threading.Lock()
         self._generations = 0
@@ -56,6 +89,8 @@ class Front:
             "started_at": self.started_at,
             "requests": self.requests,
             "last_error": self.last_error,
+            "read_timeout": self.read_timeout,
+            "max_connections": self.max_connections,
         }
         if generation is not None:
             spec = asdict(generation.spec)
@@ -63,6 +98,15 @@ class Front:
             state["generation"] = generation.number
             state["containers"] = [env.name for env in generation.environments]
         return state
+
+    def set_limits(self, read_timeout: float, max_connections: int) -> bool:
+        """The endpoint's read timeout and connection cap, for its next connections; True
+        when they changed."""
+        check_limits(read_timeout, max_connections)
+        _room_for(max_connections)
+        changed = (read_timeout, max_connections) != (self.read_timeout, self.max_connections)
+        self.read_timeout, self.max_connections = float(read_timeout), int(max_connections)
+        return changed
 
     def write_state(self) -> None:
         path = self.state_dir / "state.json"
@@ -103,19 +147,24 @@ class Front:
         return task
 
     def container_command(self, name: str, generation: Generation, runtime: Path,
-                          env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+                          env: dict[str, str], api_dir: Path) -> tuple[list[str], dict[str, str]]:
         """The command that runs one environment's runtime client, and its own environment
-        (podman's: the client's variables go in with -e)."""
+        (podman's: the client's variables go in with -e). The container has no network
+        (its own loopback only), no capability and no way to gain privileges; it reaches its
+        Runtime API through relay.py and the socket in ``api_dir``, mounted read-only."""
         spec = generation.spec
         command = [
             "podman", "run", "--rm", "--init", "--pull", "never", "--name", name,
             "--label", f"{ID_LABEL}={self.id}", "--label", f"{VERSION_LABEL}={spec.version}",
             "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,mode=1777,size=512m",
-            f"--memory={spec.memory}", f"--memory-swap={spec.memory}", "--network", "host",
+            f"--memory={spec.memory}", f"--memory-swap={spec.memory}", "--network", "none",
+            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "--user", NOBODY, "--workdir", TASK_ROOT, "--stop-timeout", "1",
             "-v", f"{generation.task_dir}:{TASK_ROOT}:ro", "-v", f"{runtime}:{RUNTIME_DIR}:ro",
+            "-v", f"{api_dir}:{API_DIR}:ro",
             *[arg for key, value in sorted(env.items()) for arg in ("-e", f"{key}={value}")],
-            spec.image, spec.python, "-m", "awslambdaric", spec.handler,
+            spec.image, spec.python, f"{API_DIR}/{RELAY.name}", f"{API_DIR}/{SOCKET_NAME}",
+            str(API_PORT), "--", spec.python, "-m", "awslambdaric", spec.handler,
         ]
         return command, dict(os.environ)
 
@@ -127,7 +176,7 @@ class Front:
         name = f"{self.id}-g{generation.number}-{index}-{uuid.uuid4().hex[:6]}"
         arn = f"arn:aws:lambda:us-east-1:{li.ACCOUNT_ID}:function:{spec.function_name}"
         api = li.RuntimeApi(arn, spec.timeout)
-        server = li.RuntimeApiServer(api)
+        server = UnixRuntimeApiServer(api, self.state_dir / "runtime-api" / name)
         minor = re.search(r"(\d+\.\d+)", spec.python)
         settings = argparse.Namespace(
             task_root=TASK_ROOT, runtime_dir=RUNTIME_DIR, opt_dir="/opt", region="us-east-1",
@@ -137,8 +186,10 @@ class Front:
                  "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb(spec.memory)),
                  "AWS_LAMBDA_FUNCTION_VERSION": spec.version},
         )
-        env = li.lambda_environment(settings, minor.group(1) if minor else "3", server.address)
-        command, client_env = self.container_command(name, generation, runtime, env)
+        env = li.lambda_environment(settings, minor.group(1) if minor else "3",
+                                    f"127.0.0.1:{API_PORT}")  # relay.py sets the port it took
+        command, client_env = self.container_command(name, generation, runtime, env,
+                                                     server.folder)
         client = li.Client(command, client_env, str(self.state_dir))
         server.start()
         try:

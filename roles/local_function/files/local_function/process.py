@@ -23,7 +23,7 @@ from typing import Any
 from .common import ID_LABEL, FrontError, log
 from .control import ControlServer, control
 from .endpoint import EndpointServer
-from .front import Front
+from .front import Front, check_limits
 
 STOP_WAIT_SECONDS = 20.0
 # The folder of this package, which `start` runs as the front (python3 <folder> serve ...).
@@ -69,7 +69,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ready.write(text)
             ready.close()
 
-    front = Front(state_dir, args.port, args.id or f"r-lambda-fn-{args.port}")
+    try:
+        front = Front(state_dir, args.port, args.id or f"r-lambda-fn-{args.port}",
+                      args.read_timeout, args.max_connections)
+    except FrontError as exc:
+        say(str(exc))
+        return 1
     try:
         endpoint = EndpointServer(args.port, front)
     except OSError as exc:
@@ -107,18 +112,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> dict[str, Any]:
+    check_limits(args.read_timeout, args.max_connections)
     state_dir = Path(args.state_dir)
     state = read_state(state_dir)
     if front_alive(state):
         if state.get("port") == args.port:
-            return {**state, "changed": False}
+            limits = {"read_timeout": args.read_timeout, "max_connections": args.max_connections}
+            if all(state.get(key) == value for key, value in limits.items()):
+                return {**state, "changed": False}
+            # Other limits: the running front takes them for its next connections.
+            try:
+                return control(state_dir, "POST", "/limits", limits, timeout=10)
+            except FrontError as exc:
+                raise FrontError(f"{exc}: the front that runs predates these settings; run "
+                                 "the role with local_function_state=absent, then present"
+                                 ) from None
         # Another port: the front there stops (with its environments) before this one starts.
         cmd_stop(argparse.Namespace(state_dir=args.state_dir, id=None, keep_dir=True))
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)
     read_end, write_end = os.pipe()
     command = [sys.executable, str(PACKAGE_DIR), "serve", "--state-dir",
-               str(state_dir), "--port", str(args.port), "--ready-fd", str(write_end)]
+               str(state_dir), "--port", str(args.port), "--ready-fd", str(write_end),
+               "--read-timeout", f"{args.read_timeout:g}",
+               "--max-connections", str(args.max_connections)]
     if args.id:
         command += ["--id", args.id]
     with open(state_dir / "front.log", "a") as out:
