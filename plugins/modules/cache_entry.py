@@ -298,7 +298,7 @@ def download(url: str, sha256: str, dest: Path) -> None:
 
 
 def fill(path: Path, commands: list[list[str]], downloads: list[dict] | None = None) -> str:
-    """Make the entry with the downloads and commands in a folder of this process's, then store it."""
+    """Make the entry (downloads, then commands) in a folder of this process's; store it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     part = Path(tempfile.mkdtemp(prefix=f".{path.name}.part-", dir=path.parent))
     try:
@@ -375,9 +375,8 @@ def main() -> None:
         elif not sha256 and sidecar(path).exists() and not module.check_mode:
             sidecar(path).unlink()  # a digest left without its entry
         if state == "present" and not sha256 and not module.check_mode:
-            module.exit_json(changed=True, exists=True, sha256=fill(path, module.params["fill"] or [],
-                                                                  module.params["downloads"]),
-                             removed=corrupt, filled=True)
+            made = fill(path, module.params["fill"] or [], module.params["downloads"])
+            module.exit_json(changed=True, exists=True, sha256=made, removed=corrupt, filled=True)
         module.exit_json(changed=bool(corrupt) or (state == "present" and not sha256),
                          exists=bool(sha256), sha256=sha256, removed=corrupt, filled=False)
     except FillFailed as error:
