@@ -113,7 +113,7 @@ EXAMPLES = r"""
     path: "{{ wheelhouse }}/rpy2-rinterface-3.6.7"
     state: present
     downloads:
-      - url: https://files.pythonhosted.org/packages/21/18/c667ef09738d1ede5402f2c042d228adcf0ea00ca9d3042942d2af906660/rpy2_rinterface-3.6.7.tar.gz
+      - url: "{{ rpy2_rinterface_sdist_url }}"
         sha256: 3aee0b44b9204d96c2eb2503b2f9b03f6d9c9e525f9a2d1a2e194b3a789856c1
 
 - name: Keep a new build in the cache
