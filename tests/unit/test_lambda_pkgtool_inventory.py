@@ -80,3 +80,33 @@ def test_a_bundled_library_names_the_debian_package_that_installed_it(
                                   "arch": "amd64"}
     assert (library["path"], library["sha256"]) == (
         "lib/libz.so.1", hashlib.sha256(LIBZ.read_bytes()).hexdigest())
+
+
+def test_a_distribution_whose_dist_info_was_pruned_but_whose_module_ships_is_listed(
+        package: tuple[Path, Path], tmp_path: Path) -> None:
+    """cffi's dist-info is pruned, its _cffi_backend stays: cffi is in the package. jinja2
+    is pruned whole: it is not."""
+    root, wheels = package
+    shipped = [("cffi", "2.1.1", "_cffi_backend.cpython-313-x86_64-linux-gnu.so"),
+               ("jinja2", "3.1.6", "jinja2/__init__.py")]
+    for name, version, module in shipped:
+        info = root / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Name: {name}\nVersion: {version}\n")
+        (info / "RECORD").write_text(f"{module},sha256=x,1\n{info.name}/METADATA,,\n"
+                                     f"../../bin/tool,,\n")
+        (root / module).parent.mkdir(parents=True, exist_ok=True)
+        (root / module).write_bytes(b"module")
+        (wheels / f"{name}-{version}-py3-none-any.whl").write_bytes(name.encode())
+    saved = tmp_path / "dists.json"
+    done = subprocess.run([sys.executable, str(TOOL), "dists", "--root", str(root),
+                           "--out", str(saved)], capture_output=True, text=True, check=False)
+    assert json.loads(done.stdout)["distributions"] == 3
+    shutil.rmtree(root / "cffi-2.1.1.dist-info")  # what lambda_package_prune_extra does
+    shutil.rmtree(root / "jinja2-3.1.6.dist-info")
+    shutil.rmtree(root / "jinja2")
+    code, out = inventory("--root", str(root), "--wheels", str(wheels), "--dists", str(saved))
+    assert code == 0, out
+    assert [(d["name"], d["sha256"]) for d in out["python_distributions"]] == [
+        ("cffi", hashlib.sha256(b"cffi").hexdigest()),
+        ("rpy2-rinterface", hashlib.sha256(b"sdist").hexdigest())]

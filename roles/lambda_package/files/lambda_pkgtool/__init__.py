@@ -26,13 +26,19 @@ logs progress to stderr):
       its owner first (libR.so before R's modules), so it is reported in
       "resolved_in_package", not as an error.
 
-  inventory --root DIR [--wheels W] [--lib-dir DIR/lib] [--library SONAME=SOURCE ...] [--file F ...]
+  dists --root DIR --out FILE
+      Save each Python distribution installed in DIR (*.dist-info: name, version, the files
+      its RECORD lists) to FILE, before pruning removes dist-info folders and RECORDs.
+
+  inventory --root DIR [--wheels W] [--dists FILE] [--lib-dir DIR/lib]
+            [--library SONAME=SOURCE ...] [--file F ...]
       What the package holds, for the release's bill of materials: the Python distributions
-      installed in DIR (*.dist-info) with the wheel or sdist in W each came from and its
-      sha256 (one missing from W is an error), the R packages under DIR/R/library with their
-      versions, each library the closure copied with the sha256 of the copy and the
-      distribution package that owns its source (dpkg-query -S, else rpm -qf; merged-/usr
-      aliases tried), and each --file with its sha256.
+      in DIR with the wheel or sdist in W each came from and its sha256 (one missing from W
+      is an error): those dists saved in FILE of which a file or the dist-info is left
+      (cffi ships _cffi_backend with its dist-info pruned), else the dist-info folders; the
+      R packages under DIR/R/library with their versions; each library the closure copied
+      with the sha256 of the copy and the distribution package that owns its source
+      (dpkg-query -S, else rpm -qf; merged-/usr aliases tried); each --file with its sha256.
 
   glibc --root DIR [--max-version 2.34]
       Parse every ELF's version needs (SHT_GNU_verneed) in pure Python: ELF32/ELF64, little

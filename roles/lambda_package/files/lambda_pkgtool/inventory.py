@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -53,20 +54,49 @@ def artifacts(wheels: Path | None) -> dict[tuple[str, str], dict[str, str]]:
     return found
 
 
-def python_distributions(root: Path, wheels: Path | None) -> list[dict[str, Any]]:
-    files = artifacts(wheels)
-    distributions = []
+def installed(root: Path) -> list[dict[str, Any]]:
+    """Each *.dist-info under root: name, version, license and the files its RECORD lists."""
+    found = []
     for metadata in sorted(root.glob("*.dist-info/METADATA")):
         headers = HeaderParser().parsestr(metadata.read_text(errors="replace"))
         name, version = headers["Name"], headers["Version"]
         if not name or not version:
             raise ToolError(f"{metadata} names no Name or Version")
+        record = metadata.with_name("RECORD")
+        files = ([line.rsplit(",", 2)[0] for line in record.read_text().splitlines() if line]
+                 if record.is_file() else [])
+        found.append({"name": name, "version": version, "dist_info": metadata.parent.name,
+                      "license": headers.get("License-Expression") or "",
+                      "files": sorted(f for f in files if not f.startswith(("..", "/")))})
+    return found
+
+
+def cmd_dists(args: argparse.Namespace) -> dict[str, Any]:
+    """Save what pip installed (before pruning removes dist-info folders and RECORDs)."""
+    found = installed(require_dir(args.root, "--root"))
+    args.out.write_text(json.dumps(found, indent=1) + "\n")
+    return {"distributions": len(found), "out": str(args.out)}
+
+
+def shipped(root: Path, dist: dict[str, Any]) -> bool:
+    """A distribution is in the package while its dist-info or any file it installed is."""
+    return (root / dist["dist_info"]).is_dir() or any((root / f).exists() for f in dist["files"])
+
+
+def python_distributions(root: Path, wheels: Path | None,
+                         saved: Path | None = None) -> list[dict[str, Any]]:
+    files = artifacts(wheels)
+    distributions = []
+    found = json.loads(saved.read_text()) if saved else installed(root)
+    for dist in found:
+        if not shipped(root, dist):
+            continue  # pruned whole (lambda_package_prune): not in the package
+        name, version = dist["name"], dist["version"]
         artifact = files.get((canonical_name(name), version))
         if wheels and artifact is None:
             raise ToolError(f"{name} {version} is installed in the package but no wheel or sdist "
                             f"of it is in {wheels}: where did it come from?")
-        distributions.append({"name": name, "version": version,
-                              "license": headers.get("License-Expression") or "",
+        distributions.append({"name": name, "version": version, "license": dist["license"],
                               **(artifact or {"file": "", "sha256": ""})})
     return distributions
 
@@ -168,7 +198,7 @@ def cmd_inventory(args: argparse.Namespace) -> dict[str, Any]:
             raise ToolError(f"--file {name}: {path} is not in the package")
         files.append({"path": name, "sha256": file_sha256(path), "bytes": path.stat().st_size})
     return {
-        "python_distributions": python_distributions(root, wheels),
+        "python_distributions": python_distributions(root, wheels, args.dists),
         "r_packages": r_packages(root),
         "shared_libraries": shared_libraries(root, Path(args.lib_dir or root / "lib"),
                                              args.library),
