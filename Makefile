@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help bootstrap release deploy undeploy r-lock lint test test-unit test-integration test-sandbox test-platforms molecule bench clean stop-s3
+.PHONY: lock help bootstrap release deploy undeploy r-lock lint test test-unit test-integration test-sandbox test-platforms molecule bench clean stop-s3
 
 help:
 	@echo "make release   build, publish and verify a release on the local platform"
@@ -19,6 +19,12 @@ help:
 
 bootstrap:
 	@scripts/bootstrap.sh
+
+# requirements.lock: every pin of requirements.txt resolved, each with the sha256 of its
+# distributions (bootstrap installs with --require-hashes). Keeps the pins it already has.
+lock: bootstrap
+	$(BIN)/uv pip compile -q requirements.txt --generate-hashes --python-version 3.11 \
+	  --custom-compile-command "make lock" -o requirements.lock
 
 release: bootstrap
 	$(BIN)/ansible-playbook playbooks/release.yml $(ARGS)

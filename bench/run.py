@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import http.client
 import json
 import os
@@ -275,8 +276,12 @@ def awslambdaric_wheels(python_version: str) -> list[Path]:
     """The runtime client's wheels the release downloaded (roles/package_test/tasks/runtime.yml)."""
     defaults = yaml.safe_load((REPO / "roles/package_test/defaults/main.yml").read_text())
     version = defaults["package_test_awslambdaric_version"]
-    folder = (Path(cache_root()) / "wheels"
-              / f"awslambdaric-{version}-cp{python_version.replace('.', '')}-{platform.machine()}")
+    # Named after the lock's digest as Ansible's file lookup reads it (trailing space stripped).
+    lock_file = REPO / "roles/package_test/files" / defaults["package_test_awslambdaric_lock"]
+    lock = lock_file.read_text()
+    digest = hashlib.sha256(lock.rstrip().encode()).hexdigest()[:12]
+    folder = (Path(cache_root()) / "wheels" / f"awslambdaric-{version}-cp"
+              f"{python_version.replace('.', '')}-{platform.machine()}-{digest}")
     wheels = sorted(folder.glob("*.whl"))
     if not wheels:
         raise SystemExit(f"bench: no awslambdaric wheels in {folder}: a release downloads them")

@@ -27,6 +27,11 @@ if ((${#missing[@]})) && [[ $(id -u) -ne 0 ]]; then
 fi
 # pip as configured on this machine also warns about every index folder it lacks: noise.
 pip_() { "$venv/bin/pip" "$@" 2> >(grep -v "^WARNING: Location 'file:" >&2); }
+# The entries of requirements.lock (each a pin and its hashes) whose line matches $1 and
+# not $2.
+lock_entries() {
+  awk -v want="$1" -v skip="${2:-^$}" '/^[^ #]/ {keep = ($0 ~ want && $0 !~ skip)} keep && !/^ *#/' requirements.lock
+}
 apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
@@ -68,15 +73,19 @@ if [[ ! -e $venv/.complete ]]; then
   log "creating the virtualenv $venv from requirements.txt (about 20 s)"
   rm -rf "$venv"
   "$python" -m venv "$venv"
-  # pip and uv pinned (requirements.lock); uv installs the rest: parallel downloads and
-  # its own machine-wide cache, about 5 s where pip took 45 even with its cache warm.
-  pip_ install -q -c requirements.lock pip uv
-  uv_() { "$venv/bin/uv" pip install -q --python "$venv/bin/python" -c requirements.lock "$@"; }
+  # Every distribution is checked against the sha256 requirements.lock holds
+  # (--require-hashes): first pip and uv themselves (pip upgrades the venv's bundled pip),
+  # then uv installs the rest: parallel downloads and its own machine-wide cache, about 5 s
+  # where pip took 45 even with its cache warm.
+  pip_ install -q --require-hashes --no-deps -r <(lock_entries '^(pip|uv)==')
+  uv_() { "$venv/bin/uv" pip install -q --python "$venv/bin/python" --require-hashes "$@"; }
   # Everything but rpy2 while apt works; rpy2 is compiled against the R installed here
-  # (never a wheel built for another R), so it waits for r-base-dev.
-  uv_ -r <(grep -v '^rpy2' requirements.txt)
+  # (never a wheel built for another R), so it waits for r-base-dev. It builds with the
+  # pinned setuptools, wheel and cffi already installed, not in an isolated environment
+  # whose downloads no hash would check.
+  uv_ -r <(lock_entries '^' '^rpy2==')
   if [[ -n $apt_pid ]]; then wait "$apt_pid"; apt_pid=""; fi
-  uv_ --no-binary rpy2 --no-binary rpy2-rinterface -r <(grep '^rpy2' requirements.txt)
+  uv_ --no-deps --no-build-isolation --no-binary rpy2 -r <(lock_entries '^rpy2==')
   touch "$venv/.complete"
 fi
 flock -u 9

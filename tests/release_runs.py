@@ -27,6 +27,7 @@ RUN_ID = re.compile(r"\(run (r[0-9]+-[0-9a-f]+)\)")
 RELEASE_FILES = (
     "admission.zip",
     "admission.rds",
+    "sbom.cdx.json",
     "manifest.json",
     "package-test.xml",
     "lambda-runtime.xml",

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 
 DOCUMENTATION = r"""
 module: cache_entry
@@ -78,7 +79,17 @@ options:
     description:
       - With C(present), the commands (each a list of arguments, run in order on the
         controller, without a shell) that make the entry; C({part}) in an argument stands for
-        the temporary folder they must fill, which becomes the entry.
+        the temporary folder they must fill, which becomes the entry. A command that
+        downloads must check what it downloads against a hash the repository holds
+        (C(pip download --require-hashes)); tests/unit/test_hash_pins.py fails otherwise.
+  downloads:
+    type: list
+    elements: dict
+    description:
+      - With C(present), files fetched into the entry before the I(fill) commands run, each
+        C(url), C(sha256) (the 64 hex digits the repository pins) and optionally C(name) (the
+        file's name in the entry; the URL's last part by default). A file whose bytes have
+        another sha256 fails the task and nothing is stored.
   src:
     type: path
     description: With C(stored), the finished file or folder, on the same file system as I(path).
@@ -95,8 +106,15 @@ EXAMPLES = r"""
     path: "{{ wheelhouse }}/awslambdaric-4.2.2-cp313-x86_64"
     state: present
     fill:
-      - [pip, download, --only-binary, ":all:", --python-version, "3.13", --dest, "{part}",
-         awslambdaric==4.2.2]
+      - [pip, download, --require-hashes, --only-binary, ":all:", --python-version, "3.13",
+         --dest, "{part}", -r, awslambdaric.lock]
+- name: Download an sdist once per machine, checked against its pinned sha256
+  r_lambda.release.cache_entry:
+    path: "{{ wheelhouse }}/rpy2-rinterface-3.6.7"
+    state: present
+    downloads:
+      - url: "{{ rpy2_rinterface_sdist_url }}"
+        sha256: 3aee0b44b9204d96c2eb2503b2f9b03f6d9c9e525f9a2d1a2e194b3a789856c1
 
 - name: Keep a new build in the cache
   r_lambda.release.cache_entry:
@@ -137,6 +155,7 @@ claim:
 """
 
 CHUNK = 1 << 20
+DOWNLOAD_TIMEOUT_SECONDS = 120
 POLL_SECONDS = 3
 
 
@@ -261,11 +280,31 @@ def claimed(path: Path, wait: int, ttl: int) -> dict:
         time.sleep(POLL_SECONDS)
 
 
-def fill(path: Path, commands: list[list[str]]) -> str:
-    """Make the entry with the commands into a folder of this process's, then store it."""
+def download(url: str, sha256: str, dest: Path) -> None:
+    """Fetch url into dest, refusing bytes whose sha256 is not the pinned one."""
+    digest = hashlib.sha256()
+    try:
+        response = open_url(url, timeout=DOWNLOAD_TIMEOUT_SECONDS)
+        with dest.open("wb") as handle:
+            for block in iter(lambda: response.read(CHUNK), b""):
+                digest.update(block)
+                handle.write(block)
+    except (OSError, ValueError) as error:  # URLError and HTTPError are OSErrors
+        raise FillFailed(f"downloading {url} failed: {error}") from error
+    if digest.hexdigest() != sha256.lower():
+        dest.unlink(missing_ok=True)
+        raise FillFailed(f"{url} has sha256 {digest.hexdigest()}, not the pinned {sha256}: "
+                         "refused (the file changed upstream, or the pin is wrong)")
+
+
+def fill(path: Path, commands: list[list[str]], downloads: list[dict] | None = None) -> str:
+    """Make the entry (downloads, then commands) in a folder of this process's; store it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     part = Path(tempfile.mkdtemp(prefix=f".{path.name}.part-", dir=path.parent))
     try:
+        for item in downloads or []:
+            name = item.get("name") or item["url"].rstrip("/").rsplit("/", 1)[-1].split("?")[0]
+            download(item["url"], item["sha256"], part / name)
         for command in commands:
             argv = [str(arg).replace("{part}", str(part)) for arg in command]
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
@@ -294,8 +333,13 @@ def main() -> None:
             "claim_ttl": {"type": "int", "default": 120},
             "src": {"type": "path"},
             "fill": {"type": "list", "elements": "list"},
+            "downloads": {"type": "list", "elements": "dict",
+                          "options": {"url": {"type": "str", "required": True},
+                                      "sha256": {"type": "str", "required": True},
+                                      "name": {"type": "str"}}},
         },
-        required_if=[("state", "stored", ["src"]), ("state", "present", ["fill"])],
+        required_if=[("state", "stored", ["src"]),
+                     ("state", "present", ["fill", "downloads"], True)],
         supports_check_mode=True,
     )
     path = Path(module.params["path"])
@@ -331,8 +375,8 @@ def main() -> None:
         elif not sha256 and sidecar(path).exists() and not module.check_mode:
             sidecar(path).unlink()  # a digest left without its entry
         if state == "present" and not sha256 and not module.check_mode:
-            module.exit_json(changed=True, exists=True, sha256=fill(path, module.params["fill"]),
-                             removed=corrupt, filled=True)
+            made = fill(path, module.params["fill"] or [], module.params["downloads"])
+            module.exit_json(changed=True, exists=True, sha256=made, removed=corrupt, filled=True)
         module.exit_json(changed=bool(corrupt) or (state == "present" and not sha256),
                          exists=bool(sha256), sha256=sha256, removed=corrupt, filled=False)
     except FillFailed as error:

@@ -87,6 +87,7 @@ def test_a_layer_release_publishes_a_shared_layer_and_a_small_function_zip(
         for name in (
             "function.zip",
             "admission.rds",
+            "sbom.cdx.json",
             "manifest.json",
             "package-test.xml",
             "lambda-runtime.xml",

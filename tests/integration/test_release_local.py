@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 from release_runs import RELEASE_FILES, REPO, containers
 from release_support import (
     assert_no_hosts_left,
@@ -119,6 +121,51 @@ def test_manifest_records_what_ops_need(bucket: str, first_release: dict) -> Non
     assert set(manifest["phase_seconds"]) == {"plan", "build", "publish", "test", "promote"}
     assert "libR.so" not in manifest["shared_libraries"]  # libR comes from R itself
     assert not any(lib.startswith("libc.so") for lib in manifest["shared_libraries"])
+    check_sbom(s3_client(), bucket, manifest)
+
+
+def check_sbom(client, bucket: str, manifest: dict) -> None:
+    """The release's CycloneDX SBOM, published next to its manifest and named in it with its
+    sha256, validates against CycloneDX's schema and says where every part came from."""
+    body = client.get_object(Bucket=bucket, Key=manifest["sbom"]["key"])["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == manifest["sbom"]["sha256"]
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(body.decode()) is None
+    document = json.loads(body)
+    assert (document["specVersion"], manifest["sbom"]["components"]) == (
+        "1.6", len(document["components"]))
+    components = {c["bom-ref"]: c for c in document["components"]}
+    kinds: dict[str, list[dict]] = {}
+    for ref, component in components.items():
+        kinds.setdefault(ref.split(":", 1)[0], []).append(component)
+    # R and Python: their versions, and the pinned source tarballs' URL and sha256.
+    r_defaults = yaml.safe_load((REPO / "roles/r_runtime/defaults/main.yml").read_text())
+    [r_source] = components["runtime:R"]["externalReferences"]
+    r_seen = (components["runtime:R"]["version"], r_source["url"], r_source["hashes"][0]["content"])
+    assert r_seen == (manifest["r_version"], r_defaults["r_runtime_source_url"],
+                      r_defaults["r_runtime_source_sha256"])
+    python_pins = yaml.safe_load((REPO / "roles/target_python/defaults/main.yml").read_text())
+    pin = python_pins["target_python_sources"][manifest["python_version"]]
+    [python_source] = components["runtime:Python"]["externalReferences"]
+    assert (components["runtime:Python"]["version"], python_source["url"],
+            python_source["hashes"][0]["content"]) == (pin["version"], pin["url"], pin["sha256"])
+    # Every Python distribution with the sha256 of the file it was installed from, one the
+    # lambda_package lock allows.
+    lock = (REPO / "roles/lambda_package/files/python/rpy2-3.6.9.lock").read_text()
+    python = {c["name"]: c for c in kinds["pypi"]}
+    assert {"rpy2", "rpy2-rinterface", "rpy2-robjects", "cffi"} <= set(python)
+    for component in python.values():
+        [digest] = component["hashes"]
+        assert f"--hash=sha256:{digest['content']}" in lock, component["name"]
+    # Every R package shipped; every bundled library with the Debian package it came from.
+    assert {c["name"] for c in kinds["r-package"]} == set(manifest["r_packages"])
+    libraries = {c["name"]: c for c in kinds["so"]}
+    assert set(libraries) == set(manifest["shared_libraries"])
+    for soname, component in libraries.items():
+        assert component["purl"].startswith("pkg:deb/debian/"), soname
+        assert component["version"] and component["hashes"], soname
+    # The handler's files, with the sha256 of the repository's copy.
+    handler = components["file:handler.py"]["hashes"][0]["content"]
+    assert handler == hashlib.sha256((REPO / "handler/handler.py").read_bytes()).hexdigest()
 
 
 def test_release_targets_lambdas_python_3_13_runtime_by_default(

@@ -136,3 +136,46 @@ def test_a_claim_nobody_keeps_alive_is_taken_over(tmp_path: Path) -> None:
     old = time.time() - 121
     os.utime(cache_entry.claim_file(entry), (old, old))  # its holder stopped touching it
     assert cache_entry.claimed(entry, 30, 120)["claimed"] is True
+
+
+@pytest.fixture()
+def served(tmp_path: Path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/www (stopped after the test)."""
+    import functools
+    import http.server
+
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_present_downloads_a_pinned_file_into_the_entry_when_its_sha256_matches(
+        tmp_path: Path, served: tuple[Path, str]) -> None:
+    www, base = served
+    (www / "rpy2_rinterface-3.6.7.tar.gz").write_bytes(b"sdist bytes")
+    entry = tmp_path / "cache" / "wheels"
+    pin = hashlib.sha256(b"sdist bytes").hexdigest()
+    result = run(tmp_path, path=str(entry), state="present",
+                 downloads=[{"url": f"{base}/rpy2_rinterface-3.6.7.tar.gz", "sha256": pin}])
+    assert (result["filled"], result["exists"]) == (True, True), result
+    assert (entry / "rpy2_rinterface-3.6.7.tar.gz").read_bytes() == b"sdist bytes"
+
+
+def test_a_download_whose_sha256_is_not_the_pin_is_refused_and_nothing_is_stored(
+        tmp_path: Path, served: tuple[Path, str]) -> None:
+    www, base = served
+    (www / "rpy2_rinterface-3.6.7.tar.gz").write_bytes(b"replaced upstream")
+    entry = tmp_path / "cache" / "wheels"
+    pin = hashlib.sha256(b"sdist bytes").hexdigest()
+    result = run(tmp_path, path=str(entry), state="present",
+                 downloads=[{"url": f"{base}/rpy2_rinterface-3.6.7.tar.gz", "sha256": pin}],
+                 fill=[["true"]])
+    assert result["failed"] and f"not the pinned {pin}" in result["msg"], result
+    assert not entry.exists() and list((tmp_path / "cache").iterdir()) == []

@@ -344,7 +344,7 @@ def pinned(package: str) -> str:
     for line in (REPO / "requirements.lock").read_text().splitlines():
         name, _, version = line.partition("==")
         if name.strip().lower() == package.lower():
-            return version.strip()
+            return version.rstrip(" \\").strip()
     raise AssertionError(f"{package} is not pinned in requirements.lock")
 
 
@@ -390,7 +390,8 @@ def test_the_execution_environment_pins_what_the_controller_is_tested_with() -> 
     assert definition["version"] == 3
     dependencies = definition["dependencies"]
     assert dependencies["ansible_core"]["package_pip"] == f"ansible-core=={pinned('ansible-core')}"
-    assert {f"boto3=={pinned('boto3')}", f"botocore=={pinned('botocore')}"} <= set(
+    assert {f"boto3=={pinned('boto3')}", f"botocore=={pinned('botocore')}",
+            f"cyclonedx-python-lib[json-validation]=={pinned('cyclonedx-python-lib')}"} <= set(
         dependencies["python"]
     )
     collections = {c["name"]: c["version"] for c in dependencies["galaxy"]["collections"]}

@@ -4,7 +4,7 @@ Standard library only, Python 3.9+. The role copies this folder to the build hos
 or Amazon Linux, where only python3 is certain; `ldd` comes with glibc) and runs it as
 `python3 lambda_pkgtool SUBCOMMAND ...` (`python3 -m lambda_pkgtool` from the folder above
 works too). One module per concern: common (errors, exit codes, walking a tree, elf-list),
-closure, elf (reading symbol versions), glibc, python_abi, archive (zip, split, sizes),
+closure, inventory, elf (reading symbol versions), glibc, python_abi, archive (zip, split, sizes),
 prune, and cli (the argument parsers and main).
 
 Subcommands (each prints one JSON value on stdout, an object but for elf-list's list, and
@@ -25,6 +25,20 @@ logs progress to stderr):
       unless a file of that name exists somewhere inside DIR: such a library is loaded by
       its owner first (libR.so before R's modules), so it is reported in
       "resolved_in_package", not as an error.
+
+  dists --root DIR --out FILE
+      Save each Python distribution installed in DIR (*.dist-info: name, version, the files
+      its RECORD lists) to FILE, before pruning removes dist-info folders and RECORDs.
+
+  inventory --root DIR [--wheels W] [--dists FILE] [--lib-dir DIR/lib]
+            [--library SONAME=SOURCE ...] [--file F ...]
+      What the package holds, for the release's bill of materials: the Python distributions
+      in DIR with the wheel or sdist in W each came from and its sha256 (one missing from W
+      is an error): those dists saved in FILE of which a file or the dist-info is left
+      (cffi ships _cffi_backend with its dist-info pruned), else the dist-info folders; the
+      R packages under DIR/R/library with their versions; each library the closure copied
+      with the sha256 of the copy and the distribution package that owns its source
+      (dpkg-query -S, else rpm -qf; merged-/usr aliases tried); each --file with its sha256.
 
   glibc --root DIR [--max-version 2.34]
       Parse every ELF's version needs (SHT_GNU_verneed) in pure Python: ELF32/ELF64, little

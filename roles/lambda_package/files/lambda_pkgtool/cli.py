@@ -13,6 +13,7 @@ from .archive import cmd_sizes, cmd_split, cmd_zip
 from .closure import cmd_closure
 from .common import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, ToolError, cmd_elf_list
 from .glibc import cmd_glibc
+from .inventory import cmd_dists, cmd_inventory
 from .prune import cmd_prune
 from .python_abi import cmd_python_abi
 
@@ -95,12 +96,35 @@ def add_python_abi(subparsers: Any) -> None:
     parser.set_defaults(handler=cmd_python_abi)
 
 
+def add_inventory(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "inventory", help="list what the package holds, for its bill of materials")
+    parser.add_argument("--root", type=Path, required=True, help="package root")
+    parser.add_argument("--wheels", type=Path, help="the wheels and sdists it was installed from")
+    parser.add_argument("--dists", type=Path,
+                        help="what dists saved before pruning (else the dist-info folders left)")
+    parser.add_argument("--lib-dir", type=Path, help="where the closure's copies are (ROOT/lib)")
+    parser.add_argument("--library", action="append", default=[],
+                        help="SONAME=SOURCE of a library the closure copied (repeatable)")
+    parser.add_argument("--file", action="append", default=[],
+                        help="a file under --root to list with its sha256 (repeatable)")
+    parser.set_defaults(handler=cmd_inventory)
+
+
+def add_dists(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "dists", help="save the installed Python distributions and their files (pre-prune)")
+    parser.add_argument("--root", type=Path, required=True, help="package root")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.set_defaults(handler=cmd_dists)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ToolArgumentParser(prog="lambda_pkgtool", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     adders: list[Callable[[Any], None]] = [
         add_elf_list, add_closure, add_glibc, add_python_abi, add_zip, add_split, add_sizes,
-        add_prune,
+        add_prune, add_dists, add_inventory,
     ]
     for add in adders:
         add(subparsers)
