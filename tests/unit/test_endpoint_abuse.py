@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import socket
 import stat
 import sys
@@ -118,20 +119,36 @@ def test_past_the_cap_the_longest_idle_connection_closes_or_a_new_one_gets_503(
     served, port = front
     served.deploy(spec(tmp_path, "v1"))
     served.set_limits(30, 4)
+    server = served.endpoint_server
+
+    def settle(open_: int, idle_: int) -> None:
+        """Wait until the server counts these connections, however loaded the machine."""
+        deadline = time.monotonic() + 20
+        while (server.open_connections(), server.idle_connections()) != (open_, idle_):
+            assert time.monotonic() < deadline, (
+                f"open {server.open_connections()}, idle {server.idle_connections()}: "
+                f"expected {open_}, {idle_}")
+            time.sleep(0.02)
+
     idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
-    time.sleep(0.3)  # each is accepted and waits for a request
-    assert _served(port)  # a fifth connection: the oldest idle one made room
-    assert idle[0].recv(100) == b""
+    settle(4, 4)  # each is accepted and waits for a request
+    assert _served(port)  # a fifth connection: the longest idle one made room
+    readable, _, _ = select.select(idle, [], [], 10)
+    assert len(readable) == 1 and readable[0].recv(100) == b""
+    settle(3, 3)
     stalled = []
-    for _ in range(4):  # the free place, then the three idle ones left
+    for held in range(1, 5):  # the free place, then the three idle ones left
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{")
         stalled.append(sock)
-        time.sleep(0.1)
-    assert request(port)[0] == 503  # every connection holds a request
+        settle(4, 4 - held)
+    # Every connection holds a request: the next one is answered 503 as it is accepted
+    # (read before sending, as the server closes it at once).
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as refused:
+        assert refused.recv(100).startswith(b"HTTP/1.1 503 ")
     for sock in idle + stalled:
         sock.close()
-    time.sleep(0.3)
+    settle(0, 0)
     assert _served(port)
 
 

@@ -234,6 +234,7 @@ def running_front(tmp_path: Path) -> Iterator[tuple[Any, int]]:
     front = LocalFront(state, 0, "r-lambda-fn-test")
     front.fake_dir = fake
     server = EndpointServer(0, front)
+    front.endpoint_server = server  # for tests that wait on its connections
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

@@ -439,6 +439,11 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             return len(self._connections)
 
+    def idle_connections(self) -> int:
+        """Connections waiting for their next request (the ones a full server may close)."""
+        with self._connections_lock:
+            return sum(since is not None for since in self._connections.values())
+
     def process_request(self, request: Any, client_address: Any) -> None:
         victim = None
         with self._connections_lock:
