@@ -752,7 +752,7 @@ def test_a_release_that_is_not_verified_is_refused(sandbox: Sandbox, deploys: di
     assert "Release sbx-candidate is not verified (status 'candidate')" in run.output
     assert deploys["alias_after_unverified"] == deploys["alias_after_rollback"]
     versions = sandbox.client("lambda").list_versions_by_function(FunctionName=FUNCTION)
-    assert len(versions["Versions"]) == 6  # $LATEST and 1-5: nothing published for it
+    assert len(versions["Versions"]) == 5  # $LATEST and 1-4: nothing published for it
 
 
 def test_the_sandbox_refuses_an_aws_endpoint_that_is_not_local(sandbox: Sandbox) -> None:
