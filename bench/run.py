@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import http.client
 import json
 import os
 import platform
@@ -45,7 +44,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 from collections.abc import Callable
@@ -84,7 +82,7 @@ sys.path.append(str(REPO / "collections"))  # the checkout as the collection r_l
 # After their folders are on the path:
 from ansible_collections.r_lambda.release.plugins.lookup.cache_dir import cache_root  # noqa: E402
 from ansible_collections.r_lambda.release.plugins.modules.zipapp import pack  # noqa: E402
-from endpoint_abuse import abuse, endpoint_figures  # noqa: E402
+from endpoint_abuse import abuse, endpoint_figures, send_load  # noqa: E402
 from local_function.environments import extract  # noqa: E402
 
 LOCAL_ENVIRONMENTS = 2  # local_function_environments' default
@@ -431,45 +429,20 @@ def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: 
 def send_series(port: int, bodies: list[bytes], concurrency: int) -> dict:
     """POST each body once, ``concurrency`` keep-alive connections at a time; an answer
     other than 200 with the expected JSON, or none, is an error."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    pending = iter(range(len(bodies)))
-
-    def worker() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        while True:
-            with lock:
-                index = next(pending, None)
-            if index is None:
-                break
-            started = time.perf_counter()
-            try:
-                conn.request("POST", "/", bodies[index], {"Content-Type": "application/json"})
-                answer = conn.getresponse()
-                data = json.loads(answer.read())
-                ok = answer.status == 200 and ("probability" in data or "results" in data)
-                problem = None if ok else f"{answer.status}: {str(data)[:200]}"
-            except (OSError, ValueError, http.client.HTTPException) as exc:
-                conn.close()
-                problem = repr(exc)
-            with lock:
-                if problem is None:
-                    latencies.append(time.perf_counter() - started)
-                else:
-                    errors.append(problem)
-        conn.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    figures = endpoint_figures(latencies, time.perf_counter() - started, len(errors))
+    latencies, errors, wall_s = send_load(port, bodies, concurrency, _answered)
+    figures = endpoint_figures(latencies, wall_s, len(errors))
     if errors:
         figures["first_errors"] = errors[:3]
     return figures
+
+
+def _answered(status: int, data: bytes) -> bool:
+    """A 200 holding a prediction (one request's probability, or a batch's results)."""
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return False
+    return status == 200 and ("probability" in answer or "results" in answer)
 
 
 def predicted(status: int, data: bytes) -> bool:
