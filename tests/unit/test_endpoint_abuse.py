@@ -67,7 +67,7 @@ def test_under_abuse_every_good_request_is_answered_and_every_bad_one_refused(
     assert figures["malformed_not_as_expected"] == [], figures["malformed"]
     assert all(400 <= got["status"] < 500 for got in figures["malformed"].values())
     assert figures["idle_still_open"] == 0
-    assert figures["idle_closed_max_s"] <= READ_TIMEOUT + endpoint_abuse.IDLE_SLACK_S
+    assert figures["idle_closed_max_s"] <= READ_TIMEOUT + 2.0  # 50 idle: accepted at once
     # 20 MiB after a chunk size of -1, 7 MiB after a 7 MiB Content-Length: none kept.
     assert figures["front_rss_mb_max"] - figures["front_rss_mb_start"] < 15
     refused = figures["malformed"]["chunk_size_negative_then_20_mib"]
