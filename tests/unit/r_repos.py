@@ -65,7 +65,14 @@ def signing_key(home: Path) -> Path:
         "ed25519", "sign", "never")
     keyring = home / "keyring.gpg"
     gpg(home, "--output", str(keyring), "--export")
+    stop_agent(home)
     return keyring
+
+
+def stop_agent(home: Path) -> None:
+    """Stop the gpg-agent gpg started for ``home`` (it would outlive the tests)."""
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                   check=False, capture_output=True)
 
 
 def debian_archive(root: Path, home: Path, suite: str,

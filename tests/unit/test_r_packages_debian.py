@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.r_lambda.release.plugins.module_utils import r_packages as rp
-from r_repos import debian_archive, served, signing_key
+from r_repos import debian_archive, served, signing_key, stop_agent
 
 pytestmark = pytest.mark.skipif(not (shutil.which("gpg") and shutil.which("gpgv")),
                                 reason="gpg and gpgv make and check the test archive's key")
@@ -32,6 +32,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("gnupg")
     keyring = signing_key(home)
     root = debian_archive(tmp_path_factory.mktemp("debian"), home, "testing", dict(SOURCES))
+    stop_agent(home)  # the archive is signed: nothing more needs the key
     with served(root) as url:
         yield url, root, keyring
 
