@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import time
@@ -48,7 +49,7 @@ options:
   action:
     type: str
     required: true
-    choices: [lock, release, put, get, move_latest, gc, append, check]
+    choices: [lock, release, put, put_files, get, move_latest, gc, append, check]
     description: What to do.
   bucket: {type: str, required: true, description: The release bucket.}
   prefix:
@@ -62,8 +63,14 @@ options:
       The release version the run publishes (lock), or to check (check: its manifest is
       verified and every object it names has the sha256 it records).
   owner: {type: dict, description: Who runs the release, recorded in the lock.}
-  key: {type: str, description: Object key (put, get).}
+  key: {type: str, description: Object key (put, get), or the folder of put_files.}
   src: {type: path, description: Local file to put.}
+  files:
+    type: dict
+    description: >-
+      put_files: name -> local file, each put under key/name as put does; each this run
+      created is read back and its sha256 compared (returns published, key -> sha256, and
+      uploaded, the keys this run created).
   content: {type: str, description: Text to put.}
   create_only:
     type: bool
@@ -296,6 +303,27 @@ class Store:
             )
         return {"changed": False, "created": False, "sha256": digest, "etag": held.get("ETag")}
 
+    def put_files(self, run_id: str, folder: str, files: dict[str, str]) -> dict:
+        """Put each local file (name -> path) under folder/name as put() does, then read each
+        one this run created back from S3 and compare its sha256: S3 holds what was built."""
+        missing = sorted(path for path in files.values() if not os.path.isfile(path))
+        if missing:
+            raise Refused(f"artifact_store_files: {', '.join(missing)} does not exist")
+        published, uploaded = {}, []
+        for name, path in files.items():
+            key = f"{folder}/{name}"
+            with open(path, "rb") as handle:
+                put = self.put(run_id, key, handle.read())
+            published[key] = put["sha256"]
+            if put["created"]:
+                uploaded.append(key)
+                stored, _, _ = self.read(key)
+                echo = hashlib.sha256(stored or b"").hexdigest()
+                if echo != put["sha256"]:
+                    raise Refused(f"s3://{self.bucket}/{key} came back from S3 with sha256 "
+                                  f"{echo}, expected {put['sha256']}")
+        return {"changed": bool(uploaded), "published": published, "uploaded": uploaded}
+
     def manifests(self) -> dict[str, dict]:
         """Version -> its manifest, for every release under the prefix."""
         found = {}
@@ -450,6 +478,7 @@ def main() -> None:
             "owner": {"type": "dict", "default": {}},
             "key": {"type": "str"},
             "src": {"type": "path"},
+            "files": {"type": "dict"},
             "content": {"type": "str"},
             "create_only": {"type": "bool", "default": True},
             "ttl_minutes": {"type": "int", "default": 60},
@@ -468,6 +497,7 @@ def main() -> None:
             ("action", "lock", ["run_id"]),
             ("action", "release", ["run_id"]),
             ("action", "put", ["run_id", "key"]),
+            ("action", "put_files", ["run_id", "key", "files"]),
             ("action", "get", ["key"]),
             ("action", "move_latest", ["run_id", "pointer"]),
             ("action", "gc", ["run_id"]),
@@ -532,6 +562,8 @@ ACTIONS = {
     "lock": _lock,
     "release": lambda store, params: store.release(params["run_id"], params["rollback"]),
     "put": _put,
+    "put_files": lambda store, params: store.put_files(params["run_id"], params["key"],
+                                                        params["files"]),
     "get": _get,
     "move_latest": lambda store, params: store.move_latest(params["run_id"], params["pointer"]),
     "gc": lambda store, params: store.gc(params["run_id"], params["keep"], params["apply"]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -273,3 +274,45 @@ def test_appends_from_many_writers_at_once_lose_no_line(store) -> None:
     lines = store.read(key)[0].decode().splitlines()
     assert sorted(json.loads(line)["deploy"] for line in lines) == list(range(8))
     assert store.append(key, {"deploy": 8})["lines"] == 9
+
+
+def test_put_files_uploads_each_file_once_and_reads_it_back(store, tmp_path) -> None:
+    files = {"admission.zip": tmp_path / "a.zip", "sbom.cdx.json": tmp_path / "sbom.json"}
+    files["admission.zip"].write_bytes(b"zip bytes")
+    files["sbom.cdx.json"].write_bytes(b"{}")
+    store.lock("run-a", "v1", 60, {})
+    named = {name: str(path) for name, path in files.items()}
+
+    first = store.put_files("run-a", "releases/v1", named)
+    assert first["changed"] and sorted(first["uploaded"]) == [
+        "releases/v1/admission.zip", "releases/v1/sbom.cdx.json"]
+    digest = hashlib.sha256(b"zip bytes").hexdigest()
+    assert first["published"]["releases/v1/admission.zip"] == digest
+    assert store.read("releases/v1/admission.zip")[0] == b"zip bytes"
+
+    again = store.put_files("run-a", "releases/v1", named)  # the same bytes: reused
+    assert not again["changed"] and again["uploaded"] == []
+    assert again["published"] == first["published"]
+
+
+def test_put_files_names_a_missing_file_and_writes_nothing(store, tmp_path) -> None:
+    (tmp_path / "a.zip").write_bytes(b"zip")
+    store.lock("run-a", "v1", 60, {})
+    gone = re.escape(f"artifact_store_files: {tmp_path}/gone.json does not exist")
+    with pytest.raises(s3mod.Refused, match=gone):
+        store.put_files("run-a", "releases/v1", {"admission.zip": str(tmp_path / "a.zip"),
+                                                  "sbom.cdx.json": str(tmp_path / "gone.json")})
+    assert keys(store) == [store.lock_key]
+
+
+def test_put_files_stops_when_s3_gives_back_other_bytes(store, tmp_path) -> None:
+    class Garbling(s3mod.Store):  # a store whose reads come back changed
+        def read(self, key):
+            body, etag, metadata = super().read(key)
+            return (body + b"!" if body and key != self.lock_key else body), etag, metadata
+
+    garbling = Garbling(store.client, store.bucket)
+    (tmp_path / "a.zip").write_bytes(b"zip")
+    garbling.lock("run-a", "v1", 60, {})
+    with pytest.raises(s3mod.Refused, match=r"admission\.zip came back from S3 with sha256 "):
+        garbling.put_files("run-a", "releases/v1", {"admission.zip": str(tmp_path / "a.zip")})
