@@ -27,6 +27,11 @@ Runs, on the local platform:
    request's answer, how long idle sockets stayed open, the front's memory).
    `--local-endpoint-only` measures only these, for the latest release's zip, and updates
    an existing dist/bench.json.
+5. models that need R packages (bench/package_models.py: a randomForest forest and an
+   mgcv gam, fitted on the UCLA data): one release each with its package, then measured
+   in their own stand-ins beside the project's (`package_models`: packages shipped, zip
+   and unzipped size, the memory the release chose, cold start, warm call, batch of
+   1,000, peak RSS, the path the handler takes).
 Writes dist/bench.json and prints a table of each figure against its target. Figures
 are recorded, never asserted: a missed target is reported, not failed.
 """
@@ -80,6 +85,7 @@ sys.path.insert(0, str(LOCAL_FUNCTION.parent))
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.append(str(REPO / "collections"))  # the checkout as the collection r_lambda.release
 # After their folders are on the path:
+import package_models  # noqa: E402
 from ansible_collections.r_lambda.release.plugins.lookup.cache_dir import cache_root  # noqa: E402
 from ansible_collections.r_lambda.release.plugins.modules.zipapp import pack  # noqa: E402
 from endpoint_abuse import abuse, endpoint_figures, send_load  # noqa: E402
@@ -584,6 +590,29 @@ def stand_in_figures(measured: dict[str, dict]) -> dict:
     return figures
 
 
+class Released(dict):
+    """Kind -> (zip, manifest, release seconds) of the package models released; failed:
+    kind -> {"error": ...} of those whose release failed (reported, as a stand-in failure is)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: dict[str, dict] = {}
+
+
+def release_package_models(bucket: str) -> Released:
+    """One release per model that needs R packages (bench/package_models.py)."""
+    released = Released()
+    log(f"releases of models that need R packages: {', '.join(package_models.PACKAGE_MODELS)}")
+    with tempfile.TemporaryDirectory(prefix="r-lambda-bench-models-") as tmp:
+        for kind, model in package_models.fit(Path(tmp)).items():
+            try:
+                released[kind] = package_models.release(kind, model, bucket, playbook)
+            except SystemExit as failed:
+                log(str(failed))
+                released.failed[kind] = {"error": str(failed)}
+    return released
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-cold", action="store_true",
@@ -611,12 +640,20 @@ def main() -> int:
     figures.update(zip_figures(project_zip, ""))
     figures.update(zip_figures(baseline_zip, "baseline_"))
     figures.update(split_figures(project_zip))
+    released = release_package_models(args.bucket)
     # Each package with its own handler: the baseline's is the 2017 one (bench/handler_2017.py).
     measured = measure_in_stand_ins({"project": (project_zip, "handler"),
-                                     "baseline": (baseline_zip, "handler_2017")},
+                                     "baseline": (baseline_zip, "handler_2017"),
+                                     **{kind: (zip_path, "handler")
+                                        for kind, (zip_path, _, _) in released.items()}},
                                     manifest["python_version"])
     figures.update(stand_in_figures(measured))
     figures["model_kinds"] = measured["model_kinds"]
+    figures["package_models"] = {
+        kind: package_models.figures(kind, kind_manifest, seconds, zip_figures(zip_path, ""),
+                                     measured[kind])
+        for kind, (zip_path, kind_manifest, seconds) in released.items()}
+    figures["package_models"].update(released.failed)
     # .ci/run times the README's test command before the bench and says whether this
     # machine had released before (its machine-wide cache held a built R) when it began.
     figures["make_test_s"] = float(os.environ["R_LAMBDA_MAKE_TEST_SECONDS"]) if os.environ.get(
@@ -661,6 +698,7 @@ def main() -> int:
     (DIST / "bench.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     print(table(figures))
     print(model_kinds_table(figures["model_kinds"]))
+    print(package_models.table(figures["package_models"]))
     print(local_endpoint_table(figures["local_endpoint"]))
     for prefix, label in (("", "project"), ("baseline_", "baseline")):
         error = figures.get(f"{prefix}stand_in_error")
