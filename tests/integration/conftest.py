@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from release_support import S3_STATE, empty_and_delete, run_playbook, s3_client, s3_port_open
+from release_support import AWS_STATE, empty_and_delete, run_playbook, s3_client, s3_port_open
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +19,7 @@ def bucket() -> Iterator[str]:
     was_running = s3_port_open()
     name = f"r-lambda-it-{uuid.uuid4().hex[:8]}"
     yield name
-    if S3_STATE.joinpath("access_key").exists() and s3_port_open():
+    if AWS_STATE.joinpath("credentials").exists() and s3_port_open():
         empty_and_delete(s3_client(), name)
     if not was_running:
         run_playbook("playbooks/local_s3.yml", "-e", "local_s3_state=absent", name="stop-s3")

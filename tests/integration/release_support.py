@@ -13,9 +13,10 @@ import socket
 import time
 
 import boto3
+import botocore.session
 from release_runs import LOG_DIR, REPO, VENV_BIN, Run, Started, ansible_env, containers
 
-S3_STATE = REPO / ".state" / "seaweedfs"
+AWS_STATE, AWS_PROFILE = REPO / ".state" / "aws", "r-lambda-local"
 
 
 def s3_port_open() -> bool:
@@ -48,14 +49,14 @@ def start_playbook(playbook: str, *extra: str, name: str) -> Started:
 
 
 def s3_client():
-    """A boto3 client for the local S3 with the keys the release generated."""
-    return boto3.client(
-        "s3",
-        endpoint_url="http://127.0.0.1:8333",
-        aws_access_key_id=S3_STATE.joinpath("access_key").read_text().strip(),
-        aws_secret_access_key=S3_STATE.joinpath("secret_key").read_text().strip(),
-        region_name="us-east-1",
-    )
+    """A boto3 client for the local S3 through AWS's standard chain: the profile the
+    release's local_s3 writes (.state/aws), as the playbooks and a user's aws CLI reach it."""
+    core = botocore.session.Session()
+    core.set_config_variable("config_file", str(AWS_STATE / "config"))
+    core.set_config_variable("credentials_file", str(AWS_STATE / "credentials"))
+    # Named explicitly: keys exported in the environment are then ignored.
+    core.set_config_variable("profile", AWS_PROFILE)
+    return boto3.Session(botocore_session=core).client("s3")
 
 
 def empty_and_delete(client, bucket: str) -> None:
