@@ -31,15 +31,15 @@ version_added: 1.0.0
 description:
   - The writes of the C(artifact_store) role, each one conditional, so that two runs can never
     both believe they wrote a key, whether releases overlap, are interrupted or die.
-  - C(lock) takes the bucket lock, the object C(<prefix>/.lock.json), with a put
+  - "C(lock) takes the bucket lock, the object C(<prefix>/.lock.json), with a put
     C(If-None-Match: *) (nobody held it) or C(If-Match) on the ETag of a lock that was given
     back or has expired; what the run of an expired lock wrote is rolled back first.
     C(release) gives it back (C(state: released)), after removing what the run wrote when
-    I(rollback) is true.
-  - C(put) writes one object through the lock (the key is first recorded in the lock's
+    I(rollback) is true."
+  - "C(put) writes one object through the lock (the key is first recorded in the lock's
     C(intents)), with C(If-None-Match: *) and the run id and sha256 in its metadata. A key that
     exists already is reused only when it holds the same sha256, unless I(create_only) is
-    false (then it is replaced over the ETag just read).
+    false (then it is replaced over the ETag just read)."
   - C(put_files) puts several files the same way and reads each one back to check its
     sha256.
   - C(get) reads one object. C(append) adds one JSON line to an object (a deploy's record in
@@ -53,11 +53,11 @@ description:
 author:
   - r-lambda maintainers (!UNKNOWN)
 requirements:
-  - boto3 on the controller (the module runs there, C(delegate_to: localhost)).
+  - "boto3 on the controller (the module runs there, C(delegate_to: localhost))."
 notes:
-  - The store needs S3's conditional puts (C(If-None-Match), C(If-Match)): S3 general purpose
-    buckets, SeaweedFS and moto have them.
-  - No check mode: every action either reads or makes a conditional write.
+  - The store needs S3's conditional puts (C(If-None-Match), C(If-Match)), which S3 general
+    purpose buckets, SeaweedFS and moto have.
+  - No check mode, every action either reads or makes a conditional write.
 options:
   action:
     description:
@@ -458,7 +458,7 @@ class Store:
     # ------------------------------------------------------------------------ lock
 
     def _lock(self) -> tuple[dict, str | None]:
-        body, etag, _ = self.read(self.lock_key)
+        body, etag, _metadata = self.read(self.lock_key)
         return (json.loads(body) if body else {}), etag
 
     @staticmethod
@@ -480,7 +480,7 @@ class Store:
             "ttl_minutes": ttl_minutes,
             "intents": [],
         }
-        for _ in range(5):
+        for _attempt in range(5):
             current, etag = self._lock()
             if self._held_by(current, run_id):
                 return {"acquired": True, "holder": current, "taken_from": None, "rolled_back": {}}
@@ -504,12 +504,12 @@ class Store:
                 "taken_from": current if held else None,
                 "rolled_back": rolled_back,
             }
-        current, _ = self._lock()
+        current, _etag = self._lock()
         return {"acquired": False, "holder": current, "taken_from": None, "rolled_back": {}}
 
     def _update_lock(self, run_id: str, change) -> dict:
         """Apply change to the lock run_id holds, renewing it; Refused when it does not."""
-        for _ in range(5):
+        for _attempt in range(5):
             current, etag = self._lock()
             if not self._held_by(current, run_id):
                 raise Refused(
@@ -535,7 +535,7 @@ class Store:
     def release(self, run_id: str, rollback: bool) -> dict:
         """Give run_id's lock back (state released), after removing what the run wrote
         when rollback is true. Nothing happens when run_id does not hold the lock."""
-        current, _ = self._lock()
+        current, _etag = self._lock()
         if not self._held_by(current, run_id):
             return {"changed": False, "held": False, "rolled_back": {}}
         rolled_back = (
@@ -558,7 +558,7 @@ class Store:
         )
         metadata = {"sha256": digest, "run-id": run_id}
         if not create_only:
-            held, etag, _ = self.read(key)
+            held, etag, _metadata = self.read(key)
             if held is not None and hashlib.sha256(held).hexdigest() == digest:
                 return {"changed": False, "created": False, "sha256": digest, "etag": etag}
             etag = self.write(key, body, if_match=etag, metadata=metadata)  # or create
@@ -604,7 +604,7 @@ class Store:
             if m.get("status") == "verified"
         )
         latest = json.loads(self.read(f"{self.prefix}/latest.json")[0] or b"{}").get("version")
-        kept_versions = {v for _, v in verified[-keep:]} if keep > 0 else set()
+        kept_versions = {v for _created, v in verified[-keep:]} if keep > 0 else set()
         kept_versions |= {v for v, m in manifests.items() if m.get("status") != "verified"}
         kept_versions |= {latest} if latest else set()
         kept_versions |= deployed
@@ -687,8 +687,8 @@ class Store:
         """Point latest.json at pointer's release unless it names a newer one."""
         key = f"{self.prefix}/latest.json"
         self._update_lock(run_id, lambda lock: None)  # still ours, and renewed
-        for _ in range(5):
-            body, etag, _ = self.read(key)
+        for _attempt in range(5):
+            body, etag, _metadata = self.read(key)
             current = json.loads(body) if body else {}
             if current.get("created_at", "") > pointer.get("created_at", ""):
                 return {"changed": False, "moved": False, "latest": current}

@@ -17,7 +17,7 @@ description:
 author:
   - r-lambda maintainers (!UNKNOWN)
 notes:
-  - No check mode: it follows a job that is running.
+  - No check mode, it follows a job that is running.
 options:
   jid:
     type: str

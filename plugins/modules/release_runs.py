@@ -28,7 +28,7 @@ description:
 author:
   - r-lambda maintainers (!UNKNOWN)
 notes:
-  - Runs on the controller (C(delegate_to: localhost)); reads C(/proc), so Linux only.
+  - "Runs on the controller (C(delegate_to: localhost)); reads C(/proc), so Linux only."
   - No check mode.
 options:
   action:

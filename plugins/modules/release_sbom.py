@@ -84,22 +84,18 @@ spec_version:
 import hashlib
 import os
 import tempfile
-import traceback
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from ansible_collections.r_lambda.release.plugins.module_utils.sbom import (
-        SPEC_VERSION,
-        SbomError,
-        build_bom,
-        render,
-    )
-except ImportError:  # cyclonedx-python-lib missing: said below, with the fix
-    SBOM_IMPORT_ERROR: str | None = traceback.format_exc()
-else:
-    SBOM_IMPORT_ERROR = None
+from ansible_collections.r_lambda.release.plugins.module_utils.sbom import (
+    IMPORT_ERROR as SBOM_IMPORT_ERROR,  # cyclonedx-python-lib missing: said below, with the fix
+)
+from ansible_collections.r_lambda.release.plugins.module_utils.sbom import (
+    SPEC_VERSION,
+    SbomError,
+    build_bom,
+    render,
+)
 
 
 def write_atomically(dest: Path, text: str) -> None:

@@ -83,7 +83,7 @@ FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 def pack(package: Path, main: str) -> bytes:
     """The zip application's bytes: MAIN, then the package's .py files, sorted."""
-    module, _, function = main.partition(":")
+    module, _colon, function = main.partition(":")
     if not all(part.isidentifier() for part in module.split(".")) or not function.isidentifier():
         raise ValueError(f"main={main!r} is not module:function (e.g. lambda_invoke.cli:main)")
     if not (package / "__init__.py").is_file():
