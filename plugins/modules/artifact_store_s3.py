@@ -41,7 +41,8 @@ description:
     exists already is reused only when it holds the same sha256, unless I(create_only) is
     false (then it is replaced over the ETag just read)."
   - C(put_files) puts several files the same way and reads each one back to check its
-    sha256.
+    sha256 (with the change that adds it, issue 25; its option I(files) is documented below
+    in a comment until then).
   - C(get) reads one object. C(append) adds one JSON line to an object (a deploy's record in
     C(deploys.jsonl)) with C(If-Match) on the ETag read, trying again when another writer came
     first; it needs no lock.
@@ -60,12 +61,11 @@ notes:
   - No check mode, every action either reads or makes a conditional write.
 options:
   action:
-    description:
-      - What to do; see the description for each action.
-      - C(put_files) (several files, each read back) comes with the module change that adds it.
+    description: What to do; see the description for each action.
     type: str
     required: true
-    choices: [lock, release, put, put_files, get, move_latest, gc, append, check]
+    # put_files joins these with the change that adds it (issue 25).
+    choices: [lock, release, put, get, move_latest, gc, append, check]
   bucket:
     description: The release bucket.
     type: str
@@ -99,11 +99,12 @@ options:
   content:
     description: With C(put), the text to upload (instead of I(src)).
     type: str
-  files:
-    description:
-      - With C(put_files), the objects to upload, each an S3 key and the local file it
-        gets (required by C(put_files)).
-    type: dict
+  # With the change that adds put_files (issue 25), uncomment:
+  # files:
+  #   description:
+  #     - With C(put_files), the objects to upload, each an S3 key and the local file it
+  #       gets (required by C(put_files)).
+  #   type: dict
   create_only:
     description:
       - With C(put), put only when the key does not exist, or holds the same sha256 (immutable

@@ -72,11 +72,10 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 
-MAIN = """import sys
+# The zip's __main__.py: the entry point's return value is the exit status.
+MAIN = """import {module}
 
-import {module}
-
-sys.exit({module}.{function}())
+raise SystemExit({module}.{function}())
 """
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 

@@ -21,11 +21,6 @@ from module_loading import load
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = sorted((REPO / "plugins/modules").glob("*.py"))
-# Documented ahead of the change that implements it (issue 25: artifact_store_s3's action
-# put_files and its option files, added on another branch): the documentation may name them
-# before the argument_spec does. Once the module accepts one, its entry here must go (and
-# the matching lines of tests/sanity/ignore-2.19.txt).
-AHEAD = {"artifact_store_s3": {"options": {"files"}, "choices": {"action": {"put_files"}}}}
 
 
 class Captured(Exception):
@@ -66,15 +61,11 @@ def argument_spec(path: Path) -> dict[str, Any]:
     return seen
 
 
-def mismatches(spec: dict[str, Any], documented: dict[str, Any], module: str,
-               where: str = "") -> list[str]:
+def mismatches(spec: dict[str, Any], documented: dict[str, Any], where: str = "") -> list[str]:
     """How the documented options differ from the argument_spec (each a sentence)."""
-    ahead = AHEAD.get(module, {}) if not where else {}
     problems = []
-    for name in sorted(set(documented) - set(spec) - ahead.get("options", set())):
+    for name in sorted(set(documented) - set(spec)):
         problems.append(f"{where}{name} is documented but not in the argument_spec")
-    for name in sorted(ahead.get("options", set()) & set(spec)):
-        problems.append(f"{where}{name} is in the argument_spec now: remove it from AHEAD")
     for name, option in sorted(spec.items()):
         doc = documented.get(name)
         if doc is None:
@@ -89,17 +80,13 @@ def mismatches(spec: dict[str, Any], documented: dict[str, Any], module: str,
                 problems.append(f"{where}{name}: {key} is {want!r} in the argument_spec, "
                                 f"{have!r} in DOCUMENTATION")
         want_choices = set(option.get("choices") or [])
-        extra = ahead.get("choices", {}).get(name, set())
-        have_choices = set(doc.get("choices") or []) - extra
-        if extra & want_choices:
-            problems.append(f"{where}{name}: {sorted(extra & want_choices)} is accepted now: "
-                            "remove it from AHEAD")
+        have_choices = set(doc.get("choices") or [])
         if want_choices != have_choices:
             problems.append(f"{where}{name}: choices {sorted(want_choices)} in the "
                             f"argument_spec, {sorted(have_choices)} in DOCUMENTATION")
         if option.get("options") or doc.get("suboptions"):
             problems += mismatches(option.get("options") or {}, doc.get("suboptions") or {},
-                                   module, f"{where}{name}.")
+                                   f"{where}{name}.")
     return problems
 
 
@@ -125,7 +112,7 @@ def test_a_module_has_documentation_examples_and_return(path: Path) -> None:
 @pytest.mark.parametrize("path", MODULES, ids=[p.stem for p in MODULES])
 def test_documented_options_are_exactly_the_argument_spec(path: Path) -> None:
     documented = docs(path)["DOCUMENTATION"].get("options") or {}
-    assert mismatches(argument_spec(path), documented, path.stem) == []
+    assert mismatches(argument_spec(path), documented) == []
 
 
 def test_an_undocumented_or_mistyped_option_is_reported() -> None:
@@ -133,7 +120,7 @@ def test_an_undocumented_or_mistyped_option_is_reported() -> None:
     documented = {"name": {"type": "str", "required": True, "description": "The name."},
                   "keep": {"type": "int", "default": 3, "description": "How many."},
                   "gone": {"type": "str", "description": "Not accepted."}}
-    assert mismatches(spec, documented, "example") == [
+    assert mismatches(spec, documented) == [
         "gone is documented but not in the argument_spec",
         "keep: default is 5 in the argument_spec, 3 in DOCUMENTATION",
     ]
