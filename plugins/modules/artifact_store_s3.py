@@ -40,9 +40,8 @@ description:
     C(intents)), with C(If-None-Match: *) and the run id and sha256 in its metadata. A key that
     exists already is reused only when it holds the same sha256, unless I(create_only) is
     false (then it is replaced over the ETag just read)."
-  - C(put_files) puts several files the same way and reads each one back to check its
-    sha256 (with the change that adds it, issue 25; its option I(files) is documented below
-    in a comment until then).
+  - C(put_files), once the module has it (issue 25), puts several files the same way and
+    reads each one back to check its sha256.
   - C(get) reads one object. C(append) adds one JSON line to an object (a deploy's record in
     C(deploys.jsonl)) with C(If-Match) on the ETag read, trying again when another writer came
     first; it needs no lock.

@@ -102,8 +102,8 @@ stderr:
   sample: ""
 seconds:
   description: >-
-    What r_lambda.release.source_build returns (every key the followed module returned is
-    passed on, but the job's own C(ansible_job_id), C(started), C(finished)...).
+    The seconds of each step, as r_lambda.release.source_build returns them (every key the
+    build's module returned is passed on, not C(async_status)'s own such as C(started)).
   type: dict
   returned: when the build is r_lambda.release.source_build
   sample: {configure: 31.2, make: 170.5, install: 8.1, pack: 2.6}
