@@ -86,7 +86,7 @@ MALFORMED = (
 def _stream(sock: socket.socket, mib: int) -> None:
     block = b"x" * MIB
     try:
-        for _ in range(mib):
+        for _mib in range(mib):
             sock.sendall(block)
     except OSError:
         pass  # refused while sending: what is wanted
@@ -116,7 +116,7 @@ def send_bad(port: int, bad: Bad, timeout: float) -> dict[str, Any]:
 
 def open_idle(port: int, count: int) -> list[socket.socket]:
     """``count`` connections that never send a byte."""
-    return [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    return [socket.create_connection(("127.0.0.1", port), timeout=10) for _socket in range(count)]
 
 
 def watch_idle(sockets: list[socket.socket], opened: float, deadline: float) -> list[float | None]:
@@ -131,7 +131,7 @@ def watch_idle(sockets: list[socket.socket], opened: float, deadline: float) -> 
             selector.register(sock, selectors.EVENT_READ, index)
         left = len(sockets)
         while left and time.monotonic() < deadline:
-            for key, _ in selector.select(max(0.0, deadline - time.monotonic())):
+            for key, _events in selector.select(max(0.0, deadline - time.monotonic())):
                 try:
                     data = key.fileobj.recv(4096)
                 except BlockingIOError:
@@ -179,7 +179,7 @@ def send_load(port: int, bodies: list[bytes], concurrency: int,
                     errors.append(problem)
         conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    threads = [threading.Thread(target=worker) for _thread in range(concurrency)]
     started = time.perf_counter()
     for thread in threads:
         thread.start()

@@ -18,7 +18,7 @@ os.environ.setdefault("R_HOME", os.path.join(HERE, "R"))
 # R stops with "unable to initialize the JIT" (the project's handler sets it too).
 os.environ.setdefault("R_ENABLE_JIT", "0")
 
-import rpy2.robjects as robjects  # noqa: E402  (R_HOME first, as in 2017)
+from rpy2 import robjects  # noqa: E402  (R_HOME first, as in 2017)
 
 # robjects.r["predict"] rather than importr("stats"): importr would add about 0.4 s of
 # cold start here (it maps every function of the package), and the baseline should be

@@ -48,7 +48,8 @@ def _decode_body(body: str, base64_encoded: bool) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise BadRequest(
+        # The braces are the JSON example, not a format string.
+        raise BadRequest(  # pylint: disable=raising-format-tuple
             'body must be JSON, e.g. {"gre": 800, "gpa": 4, "rank": 1}', "body"
         ) from exc
 

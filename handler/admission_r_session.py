@@ -123,13 +123,13 @@ def _import_rinterface() -> Any:
     before), and a packaged Rscript carries build-time paths, so it is replaced here.
     """
     defer_imports(DEFERRED_MODULES)
-    import rpy2.situation as situation
+    from rpy2 import situation
 
     probe = getattr(situation, "r_ld_library_path_from_subprocess", None)
     if probe is not None:
         situation.r_ld_library_path_from_subprocess = _r_lib_dir_without_subprocess
     try:
-        import rpy2.rinterface as rinterface
+        from rpy2 import rinterface
     finally:
         if probe is not None:
             situation.r_ld_library_path_from_subprocess = probe
@@ -147,7 +147,8 @@ class _DeferredModule(types.ModuleType):
 
     def __getattr__(self, name: str) -> Any:
         with _DEFERRED_LOCK:  # reentrant: the module's own code may come back here
-            if type(self) is _DeferredModule:
+            # Exactly this class: once its code has run the module becomes a plain one.
+            if type(self) is _DeferredModule:  # pylint: disable=unidiomatic-typecheck
                 if self.__name__ in _DEFERRED_RUNNING:  # as any module while it runs
                     raise AttributeError(
                         f"partially initialized module {self.__name__!r} has no attribute {name!r}"

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run the packaged checks and write a JUnit XML report (Python standard library only).
 
     python3 run_checks.py [--junit OUT.xml]
@@ -104,8 +103,8 @@ def load_checks(directory: str) -> unittest.TestSuite:
 
 def _split_id(test_id: str) -> tuple:
     """("module.Class", "test_name") from "module.Class.test_name [subtest]"."""
-    head, _, rest = test_id.partition(" ")
-    classname, _, name = head.rpartition(".")
+    head, _sep, rest = test_id.partition(" ")
+    classname, _dot, name = head.rpartition(".")
     return (classname or head), ((name or head) + (" " + rest if rest else ""))
 
 

@@ -27,6 +27,7 @@ display = Display()
 ASYNC_KEYS = {"ansible_job_id", "started", "finished", "results_file", "erased", "_ansible_parsed",
               "invocation", "changed", "failed"}
 
+
 def duration(seconds: float) -> str:
     seconds = round(seconds)
     if seconds < 60:
@@ -60,7 +61,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec={
+        _validation, args = self.validate_argument_spec(argument_spec={
             "jid": {"type": "str", "required": True},
             "label": {"type": "str", "required": True},
             "expected_seconds": {"type": "float", "default": 0},

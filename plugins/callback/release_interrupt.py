@@ -12,6 +12,22 @@ release finds the dead run by its record and reaps it (role release_reap).
 
 from __future__ import annotations
 
+DOCUMENTATION = r"""
+name: release_interrupt
+type: aggregate
+short_description: Tear an interrupted release down (hosts, bucket writes) before exiting
+version_added: 1.0.0
+description:
+  - On SIGINT or SIGTERM during C(playbooks/release.yml), once the release has named its run,
+    lets Ansible stop its workers, runs C(playbooks/reap.yml) for that run with the same
+    inventory and extra vars (its hosts, key pair and security group removed, what it wrote to
+    the bucket rolled back, its folders removed), and exits with 128 + the signal's number.
+  - Any other playbook, or a release before it named its run, is interrupted as usual.
+author:
+  - r-lambda maintainers (!UNKNOWN)
+requirements: [enabled in ansible.cfg callbacks_enabled]
+"""
+
 import contextlib
 import os
 import signal
@@ -21,14 +37,6 @@ from pathlib import Path
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
-
-DOCUMENTATION = r"""
-name: release_interrupt
-type: aggregate
-short_description: Tear an interrupted release down (hosts, bucket writes) before exiting
-description: See the plugin's docstring.
-requirements: [enabled in ansible.cfg callbacks_enabled]
-"""
 
 
 class CallbackModule(CallbackBase):

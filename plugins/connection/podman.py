@@ -10,10 +10,6 @@ to the container (no ``--interactive``); this one does, and is otherwise the sam
 
 from __future__ import annotations
 
-from ansible_collections.containers.podman.plugins.connection.podman import (
-    Connection as PodmanConnection,
-)
-
 DOCUMENTATION = """
     author: Tomas Tomecek (@TomasTomecek), r_lambda.release (pipelining)
     name: podman
@@ -62,6 +58,10 @@ DOCUMENTATION = """
         env:
           - name: ANSIBLE_PODMAN_EXECUTABLE
 """
+
+from ansible_collections.containers.podman.plugins.connection.podman import (
+    Connection as PodmanConnection,
+)
 
 
 class Connection(PodmanConnection):

@@ -9,11 +9,6 @@ is named after a digest of its inputs (module r_lambda.release.cache_entry verif
 
 from __future__ import annotations
 
-import os
-
-from ansible.errors import AnsibleLookupError
-from ansible.plugins.lookup import LookupBase
-
 DOCUMENTATION = r"""
 name: cache_dir
 short_description: The project's machine-wide cache folder, or a folder inside it
@@ -38,6 +33,11 @@ _raw:
   type: list
   elements: str
 """
+
+import os
+
+from ansible.errors import AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
 
 
 def cache_root(environ: dict[str, str] | None = None) -> str:

@@ -38,10 +38,12 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import open_url
 
 # Shipped with R itself: never resolved, never in a lock.
 BASE_PACKAGES = frozenset({
@@ -145,8 +147,8 @@ def version_key(version: str) -> tuple[int, ...]:
 
 def parse_request(text: str) -> tuple[str, str | None]:
     """``randomForest`` or ``randomForest==4.7-1.2`` as (name, version or None)."""
-    name, _, version = text.strip().partition("==")
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.]*", name) or (_ and not version):
+    name, sep, version = text.strip().partition("==")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.]*", name) or (sep and not version):
         raise RPackagesError(f"{text!r} is not an R package name, optionally with ==version")
     return name, version or None
 
@@ -208,15 +210,14 @@ def file_digest(path: str, algorithm: str = "sha256") -> str:
 
 
 def read_url(url: str) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:
+        with open_url(url, http_agent=USER_AGENT, timeout=TIMEOUT_SECONDS) as response:
             return response.read()
     except urllib.error.HTTPError as error:
         if error.code in (404, 410):
             raise NotFoundError(f"{url}: not found ({error.code})") from error
         raise RPackagesError(f"{url}: HTTP {error.code} {error.reason}") from error
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, OSError, UrlsConnectionError) as error:
         raise RPackagesError(f"{url}: cannot be read ({error})") from error
 
 
@@ -254,7 +255,8 @@ def read_description(tarball: str, name: str | None = None) -> dict[str, str]:
             if not chosen or (not exact and len(candidates) > 1):
                 raise RPackagesError(f"{tarball}: no single <package>/DESCRIPTION in it")
             stream = archive.extractfile(chosen[0])
-            assert stream is not None
+            if stream is None:
+                raise RPackagesError(f"{tarball}: {chosen[0].name} is not a regular file")
             text = stream.read().decode("utf-8", errors="replace")
     except (tarfile.TarError, OSError, EOFError, lzma.LZMAError) as error:
         raise RPackagesError(f"{tarball}: not a readable tarball ({error})") from error
@@ -543,8 +545,8 @@ def resolve(repo: Repository, requests: Iterable[str], closed: bool = False) -> 
             if not dep.allows(found[dep.name][0].version):
                 raise RPackagesError(f"{name} needs {dep}; the repository has "
                                      f"{dep.name} {found[dep.name][0].version}")
-    r_mins = [n.r_version_min for _, n in found.values() if n.r_version_min]
-    return Lock(repo.describe(), install_order({n: p for n, (p, _) in found.items()}),
+    r_mins = [n.r_version_min for _package, n in found.values() if n.r_version_min]
+    return Lock(repo.describe(), install_order({n: p for n, (p, _node) in found.items()}),
                 max(r_mins, key=version_key) if r_mins else None)
 
 
@@ -612,7 +614,7 @@ def fetch_locked(lock: Lock, repo: Repository) -> list[str]:
                               sha256=package.sha256,
                               filename=urllib.parse.urlsplit(package.url).path.rsplit("/", 1)[-1])
         try:
-            path, _ = repo.download(candidate)
+            path, _sha256 = repo.download(candidate)
         except ChecksumError as error:
             raise ChecksumError(f"{package.name} {package.version}: {error}") from error
         verify_tarball(package, path)

@@ -11,24 +11,30 @@ function, versioned by the release); every part is a component it depends on.
 from __future__ import annotations
 
 import json
+import traceback
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from cyclonedx.model import (
-    ExternalReference,
-    ExternalReferenceType,
-    HashAlgorithm,
-    HashType,
-    Property,
-    XsUri,
-)
-from cyclonedx.model.bom import Bom
-from cyclonedx.model.component import Component, ComponentScope, ComponentType
-from cyclonedx.output.json import JsonV1Dot6
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
-from packageurl import PackageURL
+try:
+    from cyclonedx.model import (
+        ExternalReference,
+        ExternalReferenceType,
+        HashAlgorithm,
+        HashType,
+        Property,
+        XsUri,
+    )
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component, ComponentScope, ComponentType
+    from cyclonedx.output.json import JsonV1Dot6
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+    from packageurl import PackageURL
+except ImportError:  # release_sbom fails naming the library to install
+    IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    IMPORT_ERROR = None
 
 SPEC_VERSION = "1.6"
 PROPERTY = "r-lambda"  # namespace of the BOM's own properties
@@ -154,8 +160,10 @@ def build_bom(release: dict[str, Any], report: dict[str, Any], r: dict[str, Any]
     return bom
 
 
-def validate(text: str, spec: SchemaVersion = SchemaVersion.V1_6) -> None:
-    """Check text against CycloneDX's JSON schema; raise SbomError naming the first problem."""
+def validate(text: str, spec: SchemaVersion | None = None) -> None:
+    """Check text against CycloneDX's JSON schema (1.6 by default); raise SbomError naming
+    the first problem."""
+    spec = SchemaVersion.V1_6 if spec is None else spec
     error = JsonStrictValidator(spec).validate_str(text)
     if error is not None:
         raise SbomError(

@@ -24,6 +24,330 @@ Every write here is conditional, so that two runs can never both believe they wr
 
 from __future__ import annotations
 
+DOCUMENTATION = r"""
+module: artifact_store_s3
+short_description: Conditional S3 writes for releases (bucket lock, immutable keys, latest.json)
+version_added: 1.0.0
+description:
+  - The writes of the C(artifact_store) role, each one conditional, so that two runs can never
+    both believe they wrote a key, whether releases overlap, are interrupted or die.
+  - "C(lock) takes the bucket lock, the object C(<prefix>/.lock.json), with a put
+    C(If-None-Match: *) (nobody held it) or C(If-Match) on the ETag of a lock that was given
+    back or has expired; what the run of an expired lock wrote is rolled back first.
+    C(release) gives it back (C(state: released)), after removing what the run wrote when
+    I(rollback) is true."
+  - "C(put) writes one object through the lock (the key is first recorded in the lock's
+    C(intents)), with C(If-None-Match: *) and the run id and sha256 in its metadata. A key that
+    exists already is reused only when it holds the same sha256, unless I(create_only) is
+    false (then it is replaced over the ETag just read)."
+  - C(put_files) puts several files the same way, each under I(key)/its name, and reads each
+    one it created back from S3 to check its sha256.
+  - C(get) reads one object. C(append) adds one JSON line to an object (a deploy's record in
+    C(deploys.jsonl)) with C(If-Match) on the ETag read, trying again when another writer came
+    first; it needs no lock.
+  - C(move_latest) points C(<prefix>/latest.json) at a release with C(If-Match), never at a
+    release created before the one it names.
+  - C(gc) lists (and with I(apply) removes) the layers no kept release uses. C(check) reports
+    what is wrong with a release in the store (its manifest verified, every object it names
+    with the sha256 it records).
+author:
+  - r-lambda maintainers (!UNKNOWN)
+requirements:
+  - "boto3 on the controller (the module runs there, C(delegate_to: localhost))."
+notes:
+  - The store needs S3's conditional puts (C(If-None-Match), C(If-Match)), which S3 general
+    purpose buckets, SeaweedFS and moto have.
+  - No check mode, every action either reads or makes a conditional write.
+options:
+  action:
+    description: What to do; see the description for each action.
+    type: str
+    required: true
+    choices: [lock, release, put, put_files, get, move_latest, gc, append, check]
+  bucket:
+    description: The release bucket.
+    type: str
+    required: true
+  prefix:
+    description: Key prefix of the releases; the lock and C(latest.json) live under it.
+    type: str
+    default: releases
+  run_id:
+    description:
+      - The run that holds (C(lock)) or held (C(release)) the bucket lock, and through whose lock
+        C(put), C(put_files), C(move_latest) and C(gc) write.
+      - Required by C(lock), C(release), C(put), C(put_files), C(move_latest) and C(gc).
+    type: str
+  version:
+    description:
+      - With C(lock), the release version the run publishes (recorded in the lock).
+      - With C(check), the release to check (required).
+    type: str
+    default: ""
+  owner:
+    description: With C(lock), who runs the release (user, host, process), recorded in the lock.
+    type: dict
+    default: {}
+  key:
+    description:
+      - The object key (C(put), C(get), C(append)), or the folder C(put_files) puts its files
+        under; required by each.
+    type: str
+  src:
+    description: With C(put), the local file to upload.
+    type: path
+  content:
+    description: With C(put), the text to upload (instead of I(src)).
+    type: str
+  files:
+    description:
+      - With C(put_files), the files to upload, each a name (put under I(key)/name) and the
+        local file (required by C(put_files)). A missing file stops the action before any put.
+    type: dict
+  create_only:
+    description:
+      - With C(put), put only when the key does not exist, or holds the same sha256 (immutable
+        keys); false replaces the object over the ETag just read (the manifest, result files).
+    type: bool
+    default: true
+  ttl_minutes:
+    description: With C(lock), the minutes the lock lasts without a write (every write renews it).
+    type: int
+    default: 60
+  rollback:
+    description:
+      - With C(release), first remove what the run wrote (never what a promoted release uses).
+    type: bool
+    default: false
+  pointer:
+    description: With C(move_latest), the body of C(latest.json) (required), with its C(created_at).
+    type: dict
+  line:
+    description: With C(append), the JSON object appended as one line to I(key) (required).
+    type: dict
+  keep:
+    description: With C(gc), keep the layers of this many newest verified releases.
+    type: int
+    default: 5
+  apply:
+    description: With C(gc), remove the unused layers; false only lists them.
+    type: bool
+    default: false
+  encryption:
+    description: The server-side encryption of every put (C(AES256), C(aws:kms)), or C(none).
+    type: str
+    default: AES256
+  endpoint_url:
+    description: The S3 endpoint (boto3's default when not set).
+    type: str
+  access_key:
+    description: The access key (boto3's credential chain when not set).
+    type: str
+  secret_key:
+    description: The secret key (boto3's credential chain when not set).
+    type: str
+  region:
+    description: The bucket's region.
+    type: str
+    default: us-east-1
+"""
+
+EXAMPLES = r"""
+- name: Take the bucket's release lock
+  r_lambda.release.artifact_store_s3:
+    action: lock
+    bucket: r-lambda-releases
+    run_id: "{{ release_run_id }}"
+    version: "{{ release_version }}"
+    owner: {user: "{{ ansible_user_id }}", host: "{{ inventory_hostname }}"}
+  register: lock
+  delegate_to: localhost
+
+- name: Upload the package under its immutable key
+  r_lambda.release.artifact_store_s3:
+    action: put
+    bucket: r-lambda-releases
+    run_id: "{{ release_run_id }}"
+    key: "releases/{{ release_version }}/package.zip"
+    src: "{{ dist_dir }}/package.zip"
+  delegate_to: localhost
+
+- name: Upload the release's files, each read back and checked
+  r_lambda.release.artifact_store_s3:
+    action: put_files
+    bucket: r-lambda-releases
+    run_id: "{{ release_run_id }}"
+    key: "releases/{{ release_version }}"
+    files:
+      package.zip: "{{ dist_dir }}/package.zip"
+      model.rds: "{{ dist_dir }}/model.rds"
+  register: published
+  delegate_to: localhost
+
+- name: Point latest.json at the verified release
+  r_lambda.release.artifact_store_s3:
+    action: move_latest
+    bucket: r-lambda-releases
+    run_id: "{{ release_run_id }}"
+    pointer:
+      version: "{{ release_version }}"
+      manifest: "s3://r-lambda-releases/releases/{{ release_version }}/manifest.json"
+      created_at: "{{ release_created_at }}"
+  delegate_to: localhost
+
+- name: Read latest.json
+  r_lambda.release.artifact_store_s3:
+    action: get
+    bucket: r-lambda-releases
+    key: releases/latest.json
+  register: latest
+  delegate_to: localhost
+
+- name: Record a deploy next to its release
+  r_lambda.release.artifact_store_s3:
+    action: append
+    bucket: r-lambda-releases
+    key: "releases/{{ release_version }}/deploys.jsonl"
+    line: {alias: live, deployed_at: "{{ now(utc=true).isoformat() }}"}
+  delegate_to: localhost
+
+- name: Give the lock back, rolling back what the run wrote
+  r_lambda.release.artifact_store_s3:
+    action: release
+    bucket: r-lambda-releases
+    run_id: "{{ release_run_id }}"
+    rollback: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+acquired:
+  description: With C(lock), whether this run holds the lock now.
+  returned: when action is lock
+  type: bool
+  sample: true
+holder:
+  description: With C(lock), the lock as it is now (this run's, or the run that holds it).
+  returned: when action is lock
+  type: dict
+  sample:
+    state: held
+    run_id: 20260101T120000Z-1a2b3c
+    version: 1.4.0
+    owner: {user: ci, host: build-1}
+    acquired_at: "2026-01-01T12:00:00Z"
+    expires_at: "2026-01-01T13:00:00Z"
+    ttl_minutes: 60
+    intents: []
+taken_from:
+  description: With C(lock), the expired lock this run took over (null when none was).
+  returned: when action is lock
+  type: dict
+  sample: null
+rolled_back:
+  description:
+    - With C(lock), what the run of an expired lock had written and was removed; with
+      C(release), what this run wrote and was removed (when I(rollback)).
+    - C(deleted) lists the keys removed, C(kept) the keys left and why.
+  returned: when action is lock or release
+  type: dict
+  sample:
+    deleted: [releases/1.4.0/package.zip]
+    kept: ["layers/abc/layer.zip (release 1.3.0 uses it)"]
+held:
+  description: With C(release), whether this run held the lock (nothing is done when it did not).
+  returned: when action is release
+  type: bool
+  sample: true
+created:
+  description: With C(put), whether the object was written (false when the same bytes were there).
+  returned: when action is put
+  type: bool
+  sample: true
+sha256:
+  description: With C(put), the sha256 of the bytes put.
+  returned: when action is put
+  type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+etag:
+  description: With C(put) and C(get), the object's ETag (null when C(get) finds no object).
+  returned: when action is put or get
+  type: str
+  sample: '"5d41402abc4b2a76b9719d911017c592"'
+published:
+  description: With C(put_files), the sha256 of every file, by key (uploaded or already there).
+  returned: when action is put_files
+  type: dict
+  sample:
+    releases/1.4.0/package.zip: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+uploaded:
+  description: With C(put_files), the keys this run created (not those found with the same bytes).
+  returned: when action is put_files
+  type: list
+  elements: str
+  sample: [releases/1.4.0/package.zip]
+exists:
+  description: With C(get), whether the object exists.
+  returned: when action is get
+  type: bool
+  sample: true
+content:
+  description: With C(get), the object's text (empty when it does not exist).
+  returned: when action is get
+  type: str
+  sample: '{"version": "1.4.0"}'
+metadata:
+  description: With C(get), the object's user metadata (C(sha256), C(run-id)).
+  returned: when action is get
+  type: dict
+  sample:
+    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    run-id: 20260101T120000Z-1a2b3c
+moved:
+  description: With C(move_latest), whether C(latest.json) names the pointer's release now.
+  returned: when action is move_latest
+  type: bool
+  sample: true
+latest:
+  description: With C(move_latest), C(latest.json) as it is now (naming a newer release, maybe).
+  returned: when action is move_latest
+  type: dict
+  sample: {version: 1.4.0, created_at: "2026-01-01T12:00:00Z"}
+kept:
+  description: With C(gc), the layers kept, each with the releases that use it.
+  returned: when action is gc
+  type: dict
+  sample: {abc123: [1.3.0, 1.4.0]}
+unused:
+  description: With C(gc), the layers no kept release uses.
+  returned: when action is gc
+  type: list
+  elements: str
+  sample: [def456]
+keys:
+  description: With C(gc), the keys of the unused layers (removed when I(apply)).
+  returned: when action is gc
+  type: list
+  elements: str
+  sample: [layers/def456/layer.zip]
+key:
+  description: With C(append), the object the line was added to.
+  returned: when action is append
+  type: str
+  sample: releases/1.4.0/deploys.jsonl
+lines:
+  description: With C(append), how many lines the object holds now.
+  returned: when action is append
+  type: int
+  sample: 3
+problems:
+  description: With C(check), what is wrong with the release in the store (empty when nothing is).
+  returned: when action is check
+  type: list
+  elements: str
+  sample: ["its manifest is candidate, not verified"]
+"""
+
 import hashlib
 import json
 import os
@@ -41,53 +365,6 @@ try:
 except ImportError:  # reported by main()
     boto3 = None
 
-DOCUMENTATION = r"""
-module: artifact_store_s3
-short_description: Conditional S3 writes for releases (bucket lock, immutable keys, latest.json)
-description: See the module's docstring; used by the artifact_store role only.
-options:
-  action:
-    type: str
-    required: true
-    choices: [lock, release, put, put_files, get, move_latest, gc, append, check]
-    description: What to do.
-  bucket: {type: str, required: true, description: The release bucket.}
-  prefix:
-    type: str
-    default: releases
-    description: Key prefix of the releases; the lock and latest.json live under it.
-  run_id: {type: str, description: The run that holds the lock.}
-  version:
-    type: str
-    description: >-
-      The release version the run publishes (lock), or to check (check: its manifest is
-      verified and every object it names has the sha256 it records).
-  owner: {type: dict, description: Who runs the release, recorded in the lock.}
-  key: {type: str, description: Object key (put, get), or the folder of put_files.}
-  src: {type: path, description: Local file to put.}
-  files:
-    type: dict
-    description: >-
-      put_files: name -> local file, each put under key/name as put does; each this run
-      created is read back and its sha256 compared (returns published, key -> sha256, and
-      uploaded, the keys this run created).
-  content: {type: str, description: Text to put.}
-  create_only:
-    type: bool
-    default: true
-    description: Put only when the key does not exist (immutable keys).
-  ttl_minutes: {type: int, default: 60, description: Minutes the lock lasts without a write.}
-  rollback: {type: bool, default: false, description: release removes what the run wrote first.}
-  pointer: {type: dict, description: Body of latest.json (move_latest).}
-  line: {type: dict, description: JSON object appended as one line to key (append).}
-  keep: {type: int, default: 5, description: gc keeps the layers of this many newest releases.}
-  apply: {type: bool, default: false, description: gc removes (else only lists) unused layers.}
-  encryption: {type: str, default: AES256, description: Server-side encryption, or none.}
-  endpoint_url: {type: str, description: S3 endpoint (default boto3's).}
-  access_key: {type: str, no_log: true, description: Access key (default boto3's chain).}
-  secret_key: {type: str, no_log: true, description: Secret key (default boto3's chain).}
-  region: {type: str, default: us-east-1, description: Region.}
-"""
 
 LOCK_NAME = ".lock.json"
 USER_AGENT = "r-lambda-artifact_store_s3/1"
@@ -183,7 +460,7 @@ class Store:
     # ------------------------------------------------------------------------ lock
 
     def _lock(self) -> tuple[dict, str | None]:
-        body, etag, _ = self.read(self.lock_key)
+        body, etag, _metadata = self.read(self.lock_key)
         return (json.loads(body) if body else {}), etag
 
     @staticmethod
@@ -205,7 +482,7 @@ class Store:
             "ttl_minutes": ttl_minutes,
             "intents": [],
         }
-        for _ in range(5):
+        for _attempt in range(5):
             current, etag = self._lock()
             if self._held_by(current, run_id):
                 return {"acquired": True, "holder": current, "taken_from": None, "rolled_back": {}}
@@ -229,12 +506,12 @@ class Store:
                 "taken_from": current if held else None,
                 "rolled_back": rolled_back,
             }
-        current, _ = self._lock()
+        current, _etag = self._lock()
         return {"acquired": False, "holder": current, "taken_from": None, "rolled_back": {}}
 
     def _update_lock(self, run_id: str, change) -> dict:
         """Apply change to the lock run_id holds, renewing it; Refused when it does not."""
-        for _ in range(5):
+        for _attempt in range(5):
             current, etag = self._lock()
             if not self._held_by(current, run_id):
                 raise Refused(
@@ -260,7 +537,7 @@ class Store:
     def release(self, run_id: str, rollback: bool) -> dict:
         """Give run_id's lock back (state released), after removing what the run wrote
         when rollback is true. Nothing happens when run_id does not hold the lock."""
-        current, _ = self._lock()
+        current, _etag = self._lock()
         if not self._held_by(current, run_id):
             return {"changed": False, "held": False, "rolled_back": {}}
         rolled_back = (
@@ -283,7 +560,7 @@ class Store:
         )
         metadata = {"sha256": digest, "run-id": run_id}
         if not create_only:
-            held, etag, _ = self.read(key)
+            held, etag, _metadata = self.read(key)
             if held is not None and hashlib.sha256(held).hexdigest() == digest:
                 return {"changed": False, "created": False, "sha256": digest, "etag": etag}
             etag = self.write(key, body, if_match=etag, metadata=metadata)  # or create
@@ -317,7 +594,7 @@ class Store:
             published[key] = put["sha256"]
             if put["created"]:
                 uploaded.append(key)
-                stored, _, _ = self.read(key)
+                stored = self.read(key)[0]
                 echo = hashlib.sha256(stored or b"").hexdigest()
                 if echo != put["sha256"]:
                     raise Refused(f"s3://{self.bucket}/{key} came back from S3 with sha256 "
@@ -350,7 +627,7 @@ class Store:
             if m.get("status") == "verified"
         )
         latest = json.loads(self.read(f"{self.prefix}/latest.json")[0] or b"{}").get("version")
-        kept_versions = {v for _, v in verified[-keep:]} if keep > 0 else set()
+        kept_versions = {v for _created, v in verified[-keep:]} if keep > 0 else set()
         kept_versions |= {v for v, m in manifests.items() if m.get("status") != "verified"}
         kept_versions |= {latest} if latest else set()
         kept_versions |= deployed
@@ -433,8 +710,8 @@ class Store:
         """Point latest.json at pointer's release unless it names a newer one."""
         key = f"{self.prefix}/latest.json"
         self._update_lock(run_id, lambda lock: None)  # still ours, and renewed
-        for _ in range(5):
-            body, etag, _ = self.read(key)
+        for _attempt in range(5):
+            body, etag, _metadata = self.read(key)
             current = json.loads(body) if body else {}
             if current.get("created_at", "") > pointer.get("created_at", ""):
                 return {"changed": False, "moved": False, "latest": current}
@@ -476,7 +753,7 @@ def main() -> None:
             "run_id": {"type": "str"},
             "version": {"type": "str", "default": ""},
             "owner": {"type": "dict", "default": {}},
-            "key": {"type": "str"},
+            "key": {"type": "str", "no_log": False},  # an object key, not a secret
             "src": {"type": "path"},
             "files": {"type": "dict"},
             "content": {"type": "str"},
@@ -562,8 +839,8 @@ ACTIONS = {
     "lock": _lock,
     "release": lambda store, params: store.release(params["run_id"], params["rollback"]),
     "put": _put,
-    "put_files": lambda store, params: store.put_files(params["run_id"], params["key"],
-                                                        params["files"]),
+    "put_files": lambda store, params: store.put_files(
+        params["run_id"], params["key"], params["files"]),
     "get": _get,
     "move_latest": lambda store, params: store.move_latest(params["run_id"], params["pointer"]),
     "gc": lambda store, params: store.gc(params["run_id"], params["keep"], params["apply"]),

@@ -7,10 +7,17 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: build_wait
 short_description: Wait for a background build, printing its progress and the time left
+version_added: 1.0.0
 description:
   - Polls a job started with C(async) like C(async_status) in an C(until) loop, but prints a
     line every I(report_every) seconds with the time so far and about how long is left.
   - Ends with the job's own result; fails when the job failed or outlasted I(timeout).
+  - The work is done on the controller by the action plugin of the same name; this file only
+    documents it.
+author:
+  - r-lambda maintainers (!UNKNOWN)
+notes:
+  - No check mode, it follows a job that is running.
 options:
   jid:
     type: str
@@ -77,4 +84,32 @@ elapsed_seconds:
   description: Seconds from the build's start (I(started_at), else this task's) to its end.
   type: float
   returned: always
+  sample: 212.4
+rc:
+  description: The build's exit code, when its module returns one.
+  type: int
+  returned: when the build's module returns it
+  sample: 0
+stdout:
+  description: The build's standard output, when its module returns it.
+  type: str
+  returned: when the build's module returns it
+  sample: ""
+stderr:
+  description: The build's standard error, when its module returns it.
+  type: str
+  returned: when the build's module returns it
+  sample: ""
+seconds:
+  description: >-
+    The seconds of each step, as r_lambda.release.source_build returns them (every key the
+    build's module returned is passed on, not C(async_status)'s own such as C(started)).
+  type: dict
+  returned: when the build is r_lambda.release.source_build
+  sample: {configure: 31.2, make: 170.5, install: 8.1, pack: 2.6}
+msg:
+  description: Why the build failed, with the end of its output.
+  type: str
+  returned: failure
+  sample: "the build of R 4.5.0 failed: make: *** [Makefile:60: R] Error 1"
 """

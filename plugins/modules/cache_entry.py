@@ -22,20 +22,10 @@ its holder touches it (module build_wait does, at every poll); one not touched f
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
-import time
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
-
 DOCUMENTATION = r"""
 module: cache_entry
 short_description: Verify, store or remove one entry of the machine-wide build cache
+version_added: 1.0.0
 description:
   - An entry is a file or a folder; C(<path>.sha256) beside it holds the sha256 of its bytes
     (of a folder, of the sorted list of its files' sha256 and relative paths).
@@ -45,6 +35,12 @@ description:
     stores it.
   - C(claimed) returns a verified entry, or claims the entry for the caller to make, or waits
     while another run's live claim says it is making it.
+  - The cache is on the controller (lookup r_lambda.release.cache_dir); the module runs there.
+author:
+  - r-lambda maintainers (!UNKNOWN)
+notes:
+  - Check mode reports what C(verified), C(stored), C(present) and C(absent) would change
+    without changing it; C(claimed) and C(unclaimed) act as they would outside check mode.
 options:
   path:
     type: path
@@ -90,6 +86,18 @@ options:
         C(url), C(sha256) (the 64 hex digits the repository pins) and optionally C(name) (the
         file's name in the entry; the URL's last part by default). A file whose bytes have
         another sha256 fails the task and nothing is stored.
+    suboptions:
+      url:
+        type: str
+        required: true
+        description: Where the file is downloaded from.
+      sha256:
+        type: str
+        required: true
+        description: The sha256 its bytes must have (64 hex digits, pinned in the repository).
+      name:
+        type: str
+        description: The file's name in the entry (the URL's last part when not set).
   src:
     type: path
     description: With C(stored), the finished file or folder, on the same file system as I(path).
@@ -128,31 +136,49 @@ exists:
   description: The entry exists and its bytes match its recorded sha256 (after the task).
   type: bool
   returned: always
+  sample: true
 sha256:
   description: The entry's sha256 (empty when it does not exist).
   type: str
   returned: always
+  sample: 3aee0b44b9204d96c2eb2503b2f9b03f6d9c9e525f9a2d1a2e194b3a789856c1
 removed:
   description: Why a corrupt entry was removed (empty when none was).
   type: str
   returned: always
+  sample: ""
 filled:
   description: With C(present), whether the fill commands made the entry in this run.
   type: bool
   returned: always
+  sample: false
 claimed:
   description: With C(claimed), whether this run now holds the claim and must make the entry.
   type: bool
   returned: when state is claimed
+  sample: true
 waited:
   description: With C(claimed), seconds spent waiting for another run's build.
   type: float
   returned: when state is claimed
+  sample: 0.0
 claim:
   description: The claim file (C(<path>.claim)), for build_wait to keep alive.
   type: str
   returned: when state is claimed
+  sample: /root/.cache/r-lambda/r-source/R-4.5.0-x86_64-0123456789abcdef.tar.gz.claim
 """
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 
 CHUNK = 1 << 20
 DOWNLOAD_TIMEOUT_SECONDS = 120
@@ -307,7 +333,8 @@ def fill(path: Path, commands: list[list[str]], downloads: list[dict] | None = N
             download(item["url"], item["sha256"], part / name)
         for command in commands:
             argv = [str(arg).replace("{part}", str(part)) for arg in command]
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  check=False)
             if done.returncode != 0:
                 output = (done.stderr or done.stdout).strip()[-2000:]
                 raise FillFailed(f"making {path} failed: {' '.join(argv)} exited with "

@@ -10,22 +10,83 @@ lambda module creates it with its layers).
 
 from __future__ import annotations
 
+DOCUMENTATION = r"""
+module: deploy_function_layers
+short_description: Set exactly the layers of an existing Lambda function
+version_added: 1.0.0
+description:
+  - Gives the function's C($LATEST) configuration exactly the layers of I(layers), in that order,
+    detaching any other (an empty list detaches them all).
+  - C(amazon.aws.lambda) attaches the layers it is given but never detaches any, so a zip
+    release deployed after a layered one would keep the old layer; the C(deploy) role runs
+    this before C(amazon.aws.lambda) updates the code and publishes the version.
+  - A function that does not exist yet is left alone (C(amazon.aws.lambda) creates it with its
+    layers). It waits for the function to be updated before and after the change.
+author:
+  - r-lambda maintainers (!UNKNOWN)
+requirements:
+  - boto3 on the controller.
+notes:
+  - No check mode. Credentials and endpoint come from boto3's usual chain (environment,
+    profile, instance role).
+options:
+  name:
+    description: The function's name or ARN.
+    type: str
+    required: true
+  layers:
+    description: The layer version ARNs the function must have, in order.
+    type: list
+    elements: str
+    default: []
+  region:
+    description: The function's region.
+    type: str
+    default: us-east-1
+"""
+
+EXAMPLES = r"""
+- name: Give the function exactly this release's layer
+  r_lambda.release.deploy_function_layers:
+    name: admission
+    layers:
+      - arn:aws:lambda:us-east-1:123456789012:layer:r-runtime:7
+    region: us-east-1
+  delegate_to: localhost
+
+- name: Detach every layer (a zip release carries R itself)
+  r_lambda.release.deploy_function_layers:
+    name: admission
+    layers: []
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+exists:
+  description: Whether the function exists (nothing is done when it does not).
+  returned: always
+  type: bool
+  sample: true
+layers:
+  description: The function's layer ARNs after the task (empty when it does not exist).
+  returned: always
+  type: list
+  elements: str
+  sample: [arn:aws:lambda:us-east-1:123456789012:layer:r-runtime:7]
+was:
+  description: The layer ARNs the function had before they were changed.
+  returned: changed
+  type: list
+  elements: str
+  sample: [arn:aws:lambda:us-east-1:123456789012:layer:r-runtime:6]
+"""
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.r_lambda.release.plugins.module_utils.lambda_client import (
     BotoCoreError,
     ClientError,
     lambda_client,
 )
-
-DOCUMENTATION = r"""
-module: deploy_function_layers
-short_description: Set exactly the layers of an existing Lambda function
-description: See the module's docstring; used by the deploy role only.
-options:
-  name: {type: str, required: true, description: The function.}
-  layers: {type: list, elements: str, default: [], description: Layer version ARNs.}
-  region: {type: str, default: us-east-1, description: Region.}
-"""
 
 
 def set_layers(client, name: str, layers: list[str]) -> dict:

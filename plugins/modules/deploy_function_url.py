@@ -12,6 +12,120 @@ and the statements go. Only statements this module wrote (their ids) are ever to
 
 from __future__ import annotations
 
+DOCUMENTATION = r"""
+module: deploy_function_url
+short_description: A function URL in front of a Lambda alias, with CORS and its permissions
+version_added: 1.0.0
+description:
+  - With I(state=present), the alias I(qualifier) gets a function URL (C(BUFFERED), answered
+    with the HTTP API payload format 2.0 the handler knows) with this I(auth_type) and CORS, or
+    the URL it has is updated to them.
+  - With I(auth_type=NONE), the alias's resource policy gets the two statements a public URL
+    needs (C(lambda:InvokeFunctionUrl) for C(FunctionUrlAuthType) C(NONE), and
+    C(lambda:InvokeFunction) only when invoked through the URL). With C(AWS_IAM) those
+    statements are removed, so callers need both actions in their own IAM policy.
+  - With I(state=absent), the URL and the statements go.
+  - Only the statements this module wrote (by their ids, C(r-lambda-function-url-public) and
+    C(r-lambda-function-url-invoke)) are ever touched. C(amazon.aws) has no module for function
+    URLs.
+author:
+  - r-lambda maintainers (!UNKNOWN)
+requirements:
+  - boto3 on the controller.
+notes:
+  - No check mode. Credentials and endpoint come from boto3's usual chain.
+options:
+  name:
+    description: The function's name or ARN.
+    type: str
+    required: true
+  qualifier:
+    description: The alias the URL serves.
+    type: str
+    required: true
+  state:
+    description: Whether the alias has a URL (C(present)) or none (C(absent)).
+    type: str
+    default: present
+    choices: [present, absent]
+  auth_type:
+    description: Who may call the URL - C(AWS_IAM), callers who sign requests, or C(NONE), anyone.
+    type: str
+    default: AWS_IAM
+    choices: [AWS_IAM, NONE]
+  cors_origins:
+    description:
+      - The origins whose pages may call the URL from a browser (CORS, C(POST) with a JSON body).
+      - An empty list gives the URL no CORS configuration.
+    type: list
+    elements: str
+    default: []
+  cors_max_age:
+    description: The seconds a browser may keep a preflight answer.
+    type: int
+    default: 300
+  region:
+    description: The function's region.
+    type: str
+    default: us-east-1
+"""
+
+EXAMPLES = r"""
+- name: Put a signed (AWS_IAM) function URL in front of the live alias
+  r_lambda.release.deploy_function_url:
+    name: admission
+    qualifier: live
+    cors_origins: [https://admissions.example.org]
+  register: url
+  delegate_to: localhost
+
+- name: Take the URL and its public statements away
+  r_lambda.release.deploy_function_url:
+    name: admission
+    qualifier: live
+    state: absent
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+function_url:
+  description: The alias's function URL (empty with I(state=absent)).
+  returned: always
+  type: str
+  sample: https://abcdefghij.lambda-url.us-east-1.on.aws/
+auth_type:
+  description: The URL's auth type.
+  returned: when state is present
+  type: str
+  sample: AWS_IAM
+cors:
+  description: The URL's CORS configuration (empty when it has none).
+  returned: when state is present
+  type: dict
+  sample:
+    AllowOrigins: [https://admissions.example.org]
+    AllowMethods: [POST]
+    AllowHeaders: [content-type]
+    MaxAge: 300
+statements_added:
+  description: The ids of the resource-policy statements added.
+  returned: always
+  type: list
+  elements: str
+  sample: [r-lambda-function-url-public, r-lambda-function-url-invoke]
+statements_removed:
+  description: The ids of the resource-policy statements removed.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+url_removed:
+  description: The URL that was removed.
+  returned: when state is absent and the alias had a URL
+  type: str
+  sample: https://abcdefghij.lambda-url.us-east-1.on.aws/
+"""
+
 import json
 
 from ansible.module_utils.basic import AnsibleModule
@@ -20,20 +134,6 @@ from ansible_collections.r_lambda.release.plugins.module_utils.lambda_client imp
     ClientError,
     lambda_client,
 )
-
-DOCUMENTATION = r"""
-module: deploy_function_url
-short_description: A function URL in front of a Lambda alias, with CORS and its permissions
-description: See the module's docstring; used by the deploy role only.
-options:
-  name: {type: str, required: true, description: The function.}
-  qualifier: {type: str, required: true, description: The alias the URL serves.}
-  state: {type: str, default: present, choices: [present, absent], description: URL or none.}
-  auth_type: {type: str, default: AWS_IAM, choices: [AWS_IAM, NONE], description: Who calls.}
-  cors_origins: {type: list, elements: str, default: [], description: CORS origins (none, no CORS).}
-  cors_max_age: {type: int, default: 300, description: Seconds a preflight answer is kept.}
-  region: {type: str, default: us-east-1, description: Region.}
-"""
 
 # The resource-policy statements of a public (NONE) URL, by the ids this module gives them.
 PUBLIC_STATEMENTS = {

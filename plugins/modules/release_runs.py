@@ -12,6 +12,93 @@ release reaps what each left (role release_reap).
 
 from __future__ import annotations
 
+DOCUMENTATION = r"""
+module: release_runs
+short_description: Record a release run on the controller, or list the runs that died
+version_added: 1.0.0
+description:
+  - C(start) writes C(<runs_dir>/<run_id>/run.json) (by a rename), the run's I(record) with its
+    controller process (host, boot id, the C(ansible-playbook) pid and that pid's start time, so
+    that a reused pid is not taken for the run) and the time it started. A run's teardown
+    removes its folder.
+  - C(dead) lists the records of the runs on this controller whose process is gone while their
+    folder is still there (runs killed before their teardown), so that the next release reaps
+    what each left (role C(release_reap)). A record from another machine is never judged here;
+    one from an earlier boot of this machine is dead.
+author:
+  - r-lambda maintainers (!UNKNOWN)
+notes:
+  - "Runs on the controller (C(delegate_to: localhost)); reads C(/proc), so Linux only."
+  - No check mode.
+options:
+  action:
+    description: Record this run (C(start)) or list the runs that died (C(dead)).
+    type: str
+    required: true
+    choices: [start, dead]
+  runs_dir:
+    description: The folder of the run records.
+    type: path
+    required: true
+  run_id:
+    description: This run (C(start)), or the run to leave out of the list (C(dead)).
+    type: str
+    required: true
+  record:
+    description:
+      - With C(start), what the record holds besides the controller (platform, bucket, version,
+        folders).
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+- name: Record this run on the controller
+  r_lambda.release.release_runs:
+    action: start
+    runs_dir: "{{ playbook_dir }}/../.state/runs"
+    run_id: "{{ release_run_id }}"
+    record: {platform: local, bucket: r-lambda-releases, version: "{{ release_version }}"}
+  delegate_to: localhost
+
+- name: Find the runs of this controller that died before their teardown
+  r_lambda.release.release_runs:
+    action: dead
+    runs_dir: "{{ playbook_dir }}/../.state/runs"
+    run_id: "{{ release_run_id }}"
+  register: dead_runs
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+controller:
+  description: With C(start), the controller process recorded.
+  returned: when action is start
+  type: dict
+  sample:
+    host: ci-1
+    boot_id: 6f1c0e1e-5b0c-4c1e-9a57-1d2f3a4b5c6d
+    pid: 4242
+    pid_started: "123456"
+    user: root
+run_dir:
+  description: With C(start), the run's folder.
+  returned: when action is start
+  type: str
+  sample: /srv/r-lambda/.state/runs/20260101T120000Z-1a2b3c
+runs:
+  description: With C(dead), the records of the dead runs, each with its C(run_dir).
+  returned: when action is dead
+  type: list
+  elements: dict
+  sample:
+    - run_id: 20251231T230000Z-9f8e7d
+      platform: local
+      bucket: r-lambda-releases
+      version: 1.3.0
+      run_dir: /srv/r-lambda/.state/runs/20251231T230000Z-9f8e7d
+"""
+
 import json
 import os
 import pwd
@@ -20,17 +107,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
-
-DOCUMENTATION = r"""
-module: release_runs
-short_description: Record a release run on the controller, or list the runs that died
-description: See the module's docstring; used by the release_run role only.
-options:
-  action: {type: str, required: true, choices: [start, dead], description: What to do.}
-  runs_dir: {type: path, required: true, description: Folder of the run records.}
-  run_id: {type: str, required: true, description: This run (start) or the one to skip (dead).}
-  record: {type: dict, default: {}, description: What start records (platform, bucket, folders...).}
-"""
 
 
 def _stat(pid: int) -> list[str] | None:

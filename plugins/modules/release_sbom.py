@@ -3,29 +3,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-import traceback
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from ansible_collections.r_lambda.release.plugins.module_utils.sbom import (
-        SPEC_VERSION,
-        SbomError,
-        build_bom,
-        render,
-    )
-except ImportError:  # cyclonedx-python-lib missing: said below, with the fix
-    SBOM_IMPORT_ERROR: str | None = traceback.format_exc()
-else:
-    SBOM_IMPORT_ERROR = None
-
 DOCUMENTATION = r"""
 module: release_sbom
 short_description: Write a release's CycloneDX SBOM from its package report
+version_added: 1.0.0
 description:
   - Writes I(dest), a CycloneDX 1.6 JSON bill of materials of one release, with
     cyclonedx-python-lib, and validates it against CycloneDX's JSON schema before it is
@@ -36,7 +17,11 @@ description:
     bundled shared library (the sha256 of the copy, and the Debian or Amazon Linux package
     it came from and its version, as a purl), and the handler's files and the model.
   - The same inputs give the same bytes (fixed serial number per release, sorted keys).
+author:
+  - r-lambda maintainers (!UNKNOWN)
 requirements: [cyclonedx-python-lib (with its json-validation extra)]
+notes:
+  - Check mode says whether I(dest) would change, and writes nothing.
 options:
   dest:
     type: path
@@ -78,19 +63,39 @@ sha256:
   description: The SBOM file's sha256.
   type: str
   returned: success
+  sample: 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
 bytes:
-  description: Its size.
+  description: Its size in bytes.
   type: int
   returned: success
+  sample: 48213
 components:
   description: How many components it lists.
   type: int
   returned: success
+  sample: 143
 spec_version:
   description: The CycloneDX version it follows.
   type: str
   returned: success
+  sample: "1.6"
 """
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.r_lambda.release.plugins.module_utils.sbom import (
+    IMPORT_ERROR as SBOM_IMPORT_ERROR,  # cyclonedx-python-lib missing: said below, with the fix
+)
+from ansible_collections.r_lambda.release.plugins.module_utils.sbom import (
+    SPEC_VERSION,
+    SbomError,
+    build_bom,
+    render,
+)
 
 
 def write_atomically(dest: Path, text: str) -> None:

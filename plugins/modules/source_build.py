@@ -13,23 +13,21 @@ the time. A failed step fails the module with the end of its log.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import time
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: source_build
 short_description: Configure, compile, install and pack an autotools source tree
+version_added: 1.0.0
 description:
   - C(./configure), C(make -jN), C(make install DESTDIR=stage), then a gzipped tarball of the
     installed tree (owner root, numeric ids), written under a temporary name and renamed.
   - Each step logs to C(<step>.log) in I(chdir) and leaves a stamp, so that a build that was
     interrupted resumes from the step it reached.
   - "Meant to run with C(async) and C(poll: 0), followed by r_lambda.release.build_wait."
+  - A failed step fails the task with the end of its log (of C(config.log) for C(configure)).
+author:
+  - r-lambda maintainers (!UNKNOWN)
+notes:
+  - No check mode. Runs on the build host, which needs a C(make) and C(tar).
 options:
   chdir:
     type: path
@@ -101,11 +99,21 @@ seconds:
   description: Seconds each step took in this run (a step done by an earlier run is 0).
   type: dict
   returned: success
+  sample: {configure: 31.2, make: 170.5, install: 8.1, pack: 2.6}
 tarball:
   description: The tarball written.
   type: str
   returned: success
+  sample: /var/tmp/r-runtime-source/0123456789abcdef/R-4.5.0.tar.gz
 """
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
 
 TAIL_LINES = 60
 

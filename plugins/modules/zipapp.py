@@ -11,19 +11,22 @@ entries), written only when it differs, by a rename, so that runs side by side m
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
-import zipfile
-from pathlib import Path
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: zipapp
 short_description: Pack a Python package folder into one runnable zip application
+version_added: 1.0.0
 description:
-  - See the module's docstring; package_test and deploy ship their Runtime API stand-in with it.
+  - Writes I(dest), a zip application a host runs as C(python3 <dest> ARGS) - Python imports the
+    package from the zip and the zip's C(__main__.py) calls I(main).
+  - Only the package's C(.py) files go in (never the bytecode in C(__pycache__)). The zip is the
+    same bytes for the same sources (fixed timestamps, sorted entries), written only when it
+    differs, by a rename, so that runs side by side may share it.
+  - The C(package_test) and C(deploy) roles ship their Runtime API stand-in with it (one file is
+    one transfer).
+author:
+  - r-lambda maintainers (!UNKNOWN)
+notes:
+  - Check mode says whether I(dest) would change, and writes nothing.
 options:
   package:
     type: path
@@ -45,20 +48,41 @@ EXAMPLES = r"""
     package: "{{ role_path }}/files/lambda_invoke"
     main: lambda_invoke.cli:main
     dest: /tmp/lambda_invoke.pyz
+  delegate_to: localhost
 """
 
-MAIN = """import sys
+RETURN = r"""
+dest:
+  description: The zip application.
+  returned: always
+  type: str
+  sample: /tmp/lambda_invoke.pyz
+size:
+  description: Its size in bytes.
+  returned: when not in check mode
+  type: int
+  sample: 41290
+"""
 
-import {module}
+import io
+import os
+import tempfile
+import zipfile
+from pathlib import Path
 
-sys.exit({module}.{function}())
+from ansible.module_utils.basic import AnsibleModule
+
+# The zip's __main__.py: the entry point's return value is the exit status.
+MAIN = """import {module}
+
+raise SystemExit({module}.{function}())
 """
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def pack(package: Path, main: str) -> bytes:
     """The zip application's bytes: MAIN, then the package's .py files, sorted."""
-    module, _, function = main.partition(":")
+    module, _colon, function = main.partition(":")
     if not all(part.isidentifier() for part in module.split(".")) or not function.isidentifier():
         raise ValueError(f"main={main!r} is not module:function (e.g. lambda_invoke.cli:main)")
     if not (package / "__init__.py").is_file():

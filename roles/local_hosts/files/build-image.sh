@@ -12,6 +12,8 @@ work=$(mktemp -d /var/tmp/r-lambda-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 echo "build-image: mmdebstrap $suite from $mirror with $include" >&2
+# The hook's $1 (the new root) is mmdebstrap's to expand, hence the single quotes.
+# shellcheck disable=SC2016
 mmdebstrap --mode=root --variant=minbase --include="$include" --format=tar \
   --skip=cleanup/apt/lists \
   --customize-hook='printf "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" >"$1/etc/hosts"' \

@@ -91,7 +91,7 @@ def zip_to(out: Path, entries: list[tuple[str, Path]], level: int) -> dict[str, 
     # top_level: what unzipping creates at the destination (a test host clears just those).
     return {"path": str(out), "sha256": sha256_of(out), "zip_bytes": out.stat().st_size,
             "unzipped_bytes": unzipped, "file_count": count,
-            "top_level": sorted({arcname.split("/", 1)[0] for arcname, _ in entries})}
+            "top_level": sorted({arcname.split("/", 1)[0] for arcname, _data in entries})}
 
 
 def cmd_zip(args: argparse.Namespace) -> dict[str, Any]:
@@ -126,14 +126,14 @@ def split_entries(
     """
     names = set(function_files)
     stems = {name[:-3] for name in names if name.endswith(".py")}
-    missing = sorted(names - {arcname for arcname, _ in entries})
+    missing = sorted(names - {arcname for arcname, _data in entries})
     if missing:
         raise ToolError(f"--function names files that are not at the package root: "
                         f"{', '.join(missing)}")
     layer: list[tuple[str, Path]] = []
     function: list[tuple[str, Path]] = []
     for arcname, path in entries:
-        top, _, rest = arcname.partition("/")
+        top, _sep, rest = arcname.partition("/")
         if arcname in names or (top == "__pycache__" and rest.split(".", 1)[0] in stems
                                 and "/" not in rest):
             function.append((arcname, path))

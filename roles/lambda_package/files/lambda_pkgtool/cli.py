@@ -155,4 +155,3 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
     emit(result)
     return EXIT_OK
-

@@ -101,14 +101,14 @@ def walk_verneed(elf: ElfReader, section: Section) -> Iterator[VersionNeed]:
     data = elf.section_data(section)
     strings = elf.section_data(elf.linked(section))
     offset, seen = 0, set()
-    for _ in range(section.info or len(data) // 16):
+    for _entry in range(section.info or len(data) // 16):
         if offset in seen or offset + 16 > len(data):
             raise ToolError(f"{elf.name}: malformed version-needs section")
         seen.add(offset)
         _version, count, file_name, aux, next_need = elf.unpack("HHIII", data, offset)
         library = elf.string(strings, file_name)
         aux_offset = offset + aux
-        for _ in range(count):
+        for _entry in range(count):
             _hash, _flags, index, name, next_aux = elf.unpack("IHHII", data, aux_offset)
             yield VersionNeed(library, elf.string(strings, name), index)
             if next_aux == 0:

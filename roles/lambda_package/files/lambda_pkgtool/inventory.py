@@ -141,7 +141,7 @@ def dpkg_owner(paths: list[str]) -> dict[str, str] | None:
         arch_package = out.splitlines()[0].rsplit(": ", 1)[0].strip()
         version = run(["dpkg-query", "-W", "-f=${Version} ${Architecture}", arch_package])
         if version:
-            number, _, arch = version.strip().partition(" ")
+            number, _sep, arch = version.strip().partition(" ")
             return {"manager": "dpkg", "name": package, "version": number, "arch": arch}
     return None
 

@@ -157,7 +157,7 @@ def unpack(zip_path: Path, dest: Path) -> None:
     part = dest.with_name(f"{dest.name}.part-{os.getpid()}")
     shutil.rmtree(part, ignore_errors=True)
     extract(zip_path, part)
-    for root, dirs, _ in os.walk(part):
+    for root, dirs, _files in os.walk(part):
         for name in dirs:
             os.chmod(os.path.join(root, name), 0o755)
     part.chmod(0o755)

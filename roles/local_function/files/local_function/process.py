@@ -146,7 +146,7 @@ def cmd_start(args: argparse.Namespace) -> dict[str, Any]:
     message = b""
     end = time.monotonic() + 30
     while time.monotonic() < end:
-        readable, _, _ = select.select([read_end], [], [], 0.2)
+        readable, _writable, _failed = select.select([read_end], [], [], 0.2)
         if readable:
             chunk = os.read(read_end, 4096)
             if not chunk:

@@ -58,7 +58,7 @@ def connect(sock: socket.socket, path: str) -> None:
 def serve(listener: socket.socket, path: str) -> None:
     """Carry each connection of ``listener`` to the unix socket ``path``, both ways."""
     while True:
-        client, _ = listener.accept()
+        client, _address = listener.accept()
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

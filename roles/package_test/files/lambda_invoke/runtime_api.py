@@ -343,7 +343,7 @@ class BoundedHandler(BaseHTTPRequestHandler):
             chunks.append(data)
             if self._line("chunk end") not in (b"\r\n", b"\n"):
                 raise BadRequest(f"a chunk is longer than its size ({size} bytes)")
-        for _ in range(TRAILER_LINES):
+        for _line in range(TRAILER_LINES):
             if self._line("trailer") in (b"\r\n", b"\n"):
                 self.linger = False
                 return b"".join(chunks)
