@@ -3,12 +3,11 @@
 The controller's R (Debian 12's R 4.2.2) fits every kind of admission model the handler
 serves (tests/handler/fit_models.R, untrimmed, as users save them) and the project's
 trimmed model (handler/model/train.R), and predicts a grid with its own predict(). The
-latest release's package (dist/latest/admission.zip, the zip dist/release.json names: made
-by `make release`, or by test_release_local.py's first release, which runs before this
-file), unzipped into a Lambda stand-in that has no R (the release's test image: Python
-3.13, read-only but /tmp, 128 MB, no network, as nobody), loads each .rds with the
-packaged R and answers the same grid through the handler: every probability must be the
-very double the older R gave.
+latest one-zip release's package (dist/runs/<run>/admission.zip: made by `make release`,
+or by test_release_local.py's releases, which run before this file), unzipped into a
+Lambda stand-in that has no R (the release's test image: Python 3.13, read-only but /tmp,
+128 MB, no network, as nobody), loads each .rds with the packaged R and answers the same
+grid through the handler: every probability must be the very double the older R gave.
 
 The grid goes to R and the answers come back as raw little-endian doubles (writeBin,
 readBin), so no decimal text can round a value on the way.
@@ -29,7 +28,7 @@ from release_runs import REPO
 
 pytestmark = pytest.mark.slow
 
-RELEASE_JSON = REPO / "dist" / "release.json"
+RUNS_DIR = REPO / "dist" / "runs"
 TEST_IMAGE = "localhost/r-lambda-base:trixie"  # the release's test host: Python 3.13, no R
 FIT_MODELS_R = REPO / "tests" / "handler" / "fit_models.R"
 TRAIN_R = REPO / "handler" / "model" / "train.R"
@@ -115,13 +114,27 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups())
 
 
+def _latest_one_zip_release() -> tuple[dict, Path] | None:
+    """The record and admission.zip of the newest one-zip release whose outputs this
+    checkout keeps (dist/runs/<run>/: release.json, admission.zip); a layer-layout release
+    (test_release_layer.py) has no admission.zip."""
+    found = []
+    for record in RUNS_DIR.glob("*/release.json"):
+        release = json.loads(record.read_text())
+        package = record.parent / "admission.zip"
+        if release.get("layout") == "zip" and package.exists():
+            found.append((release["created_at"], release, package))
+    return max(found, key=lambda item: item[0])[1:] if found else None
+
+
 @pytest.fixture(scope="module")
 def release_package(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The zip of the latest release made from this checkout, unzipped, and its record."""
-    if not RELEASE_JSON.exists():
-        pytest.skip(f"no release in {RELEASE_JSON.parent}: make release (or the local suite)")
-    release = json.loads(RELEASE_JSON.read_text())
-    package = RELEASE_JSON.parent / "latest" / "admission.zip"  # the same run's outputs
+    """The zip of the latest one-zip release made from this checkout, unzipped, and its
+    record."""
+    latest = _latest_one_zip_release()
+    if latest is None:
+        pytest.skip(f"no one-zip release in {RUNS_DIR}: make release (or the local suite)")
+    release, package = latest
     assert hashlib.sha256(package.read_bytes()).hexdigest() == release["zip"]["sha256"]
     if subprocess.run(["podman", "image", "exists", TEST_IMAGE], check=False).returncode:
         pytest.skip(f"no image {TEST_IMAGE}: a release builds it")
