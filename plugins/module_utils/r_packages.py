@@ -53,7 +53,8 @@ BASE_PACKAGES = frozenset({
 LOCK_VERSION = 1
 DEFAULT_CRAN_URL = "https://cloud.r-project.org"
 DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
-# The suite whose r-base is the R the release builds (r_runtime_source_version 4.5.0).
+# Debian's stable suite (its r-base is R 4.5.0). The release builds R 4.6.1, whose r-base
+# only sid carries; sid drops each version as the next arrives, so pins would not last.
 DEFAULT_DEBIAN_SUITE = "trixie"
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 USER_AGENT = "r-lambda-r-packages/1"

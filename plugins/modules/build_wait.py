@@ -26,7 +26,7 @@ options:
   label:
     type: str
     required: true
-    description: What is being built, as a person reads it (e.g. C(R 4.5.0)).
+    description: What is being built, as a person reads it (e.g. C(R 4.6.1)).
   expected_seconds:
     type: float
     default: 0
@@ -62,10 +62,10 @@ options:
 EXAMPLES = r"""
 - name: Start compiling R in the background
   r_lambda.release.source_build:
-    chdir: /var/tmp/r/R-4.5.0
-    configure: [--prefix=/opt/R/4.5.0]
+    chdir: /var/tmp/r/R-4.6.1
+    configure: [--prefix=/opt/R/4.6.1]
     stage: /var/tmp/r/stage
-    prefix: /opt/R/4.5.0
+    prefix: /opt/R/4.6.1
     tarball: /var/tmp/r/R.tar.gz
   async: 3600
   poll: 0
@@ -74,7 +74,7 @@ EXAMPLES = r"""
 - name: Compile R, saying how long is left
   r_lambda.release.build_wait:
     jid: "{{ job.ansible_job_id }}"
-    label: compiling R 4.5.0
+    label: compiling R 4.6.1
     expected_seconds: 200
     expected_from: a first-time estimate
 """

@@ -106,7 +106,7 @@ options:
 EXAMPLES = r"""
 - name: Look for the built R in the cache, verified
   r_lambda.release.cache_entry:
-    path: "{{ r_runtime_source_cache_dir }}/R-4.5.0-x86_64-0123456789abcdef.tar.gz"
+    path: "{{ r_runtime_source_cache_dir }}/R-4.6.1-x86_64-0123456789abcdef.tar.gz"
   register: cached
 
 - name: Download the runtime client's wheels once per machine, verified before every use
@@ -126,8 +126,8 @@ EXAMPLES = r"""
 
 - name: Keep a new build in the cache
   r_lambda.release.cache_entry:
-    path: "{{ r_runtime_source_cache_dir }}/R-4.5.0-x86_64-0123456789abcdef.tar.gz"
-    src: "{{ r_runtime_source_cache_dir }}/R-4.5.0-x86_64-0123456789abcdef.tar.gz.part"
+    path: "{{ r_runtime_source_cache_dir }}/R-4.6.1-x86_64-0123456789abcdef.tar.gz"
+    src: "{{ r_runtime_source_cache_dir }}/R-4.6.1-x86_64-0123456789abcdef.tar.gz.part"
     state: stored
 """
 

@@ -84,11 +84,11 @@ options:
 EXAMPLES = r"""
 - name: Build R in the background
   r_lambda.release.source_build:
-    chdir: /var/tmp/r-runtime-source/0123456789abcdef/R-4.5.0
-    configure: [--prefix=/opt/R/4.5.0, --enable-R-shlib, --without-x]
+    chdir: /var/tmp/r-runtime-source/0123456789abcdef/R-4.6.1
+    configure: [--prefix=/opt/R/4.6.1, --enable-R-shlib, --without-x]
     stage: /var/tmp/r-runtime-source/0123456789abcdef/stage
-    prefix: /opt/R/4.5.0
-    tarball: /var/tmp/r-runtime-source/0123456789abcdef/R-4.5.0.tar.gz
+    prefix: /opt/R/4.6.1
+    tarball: /var/tmp/r-runtime-source/0123456789abcdef/R-4.6.1.tar.gz
   async: 3600
   poll: 0
   register: build

@@ -33,7 +33,7 @@ def package(tmp_path: Path) -> tuple[Path, Path]:
         "Metadata-Version: 2.4\nName: rpy2-rinterface\nVersion: 3.6.7\n\nLong text\n")
     (root / "R" / "library" / "stats").mkdir(parents=True)
     (root / "R" / "library" / "stats" / "DESCRIPTION").write_text(
-        "Package: stats\nVersion: 4.5.0\nPriority: base\nLicense: Part of R\n 4.5.0\n")
+        "Package: stats\nVersion: 4.6.1\nPriority: base\nLicense: Part of R\n 4.6.1\n")
     (root / "lib").mkdir()
     (root / "handler.py").write_text("def lambda_handler(event, context): ...\n")
     wheels.mkdir()
@@ -50,8 +50,8 @@ def test_distributions_r_packages_and_files_are_listed_with_their_sha256(
     assert out["python_distributions"] == [{
         "name": "rpy2-rinterface", "version": "3.6.7", "license": "",
         "file": "rpy2_rinterface-3.6.7.tar.gz", "sha256": hashlib.sha256(b"sdist").hexdigest()}]
-    assert out["r_packages"] == [{"name": "stats", "version": "4.5.0",
-                                  "license": "Part of R 4.5.0"}]
+    assert out["r_packages"] == [{"name": "stats", "version": "4.6.1",
+                                  "license": "Part of R 4.6.1"}]
     assert out["files"] == [{"path": "handler.py", "bytes": 40, "sha256": hashlib.sha256(
         (root / "handler.py").read_bytes()).hexdigest()}]
 

@@ -200,7 +200,7 @@ def test_a_locked_tarball_with_other_bytes_is_refused(cran, tmp_path: Path) -> N
 
 def test_an_renv_lock_gives_names_and_versions_and_must_be_complete(cran, tmp_path) -> None:
     url, _ = cran
-    renv = {"R": {"Version": "4.5.0"}, "Packages": {
+    renv = {"R": {"Version": "4.6.1"}, "Packages": {
         "mid": {"Package": "mid", "Version": "0.5-1", "Source": "Repository",
                 "Repository": "CRAN", "Hash": "0123456789abcdef0123456789abcdef"},
         "leaf": {"Package": "leaf", "Version": "2.0", "Source": "Repository"},

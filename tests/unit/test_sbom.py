@@ -21,14 +21,14 @@ MODULE = REPO / "plugins" / "modules" / "release_sbom.py"
 
 RELEASE = {"version": "20261207T063000Z-abc1234", "created_at": "2026-12-07T06:30:00Z",
            "distro": "debian"}
-R = {"method": "source", "version": "4.5.0",
-     "url": "http://deb.debian.org/debian/pool/main/r/r-base/r-base_4.5.0.orig.tar.gz",
-     "sha256": "3b33ea113e0d1ddc9793874d5949cec2c7386f66e4abfb1cef9aec22846c3ce1"}
+R = {"method": "source", "version": "4.6.1",
+     "url": "http://deb.debian.org/debian/pool/main/r/r-base/r-base_4.6.1.orig.tar.xz",
+     "sha256": "e4149581e151f3f1bc5edd6475e24ca1e2f452c08b6a22c29b570ce8abfe5783"}
 PYTHON = {"method": "source", "version": "3.13.5",
           "url": "http://deb.debian.org/debian/pool/main/p/python3.13/python3.13_3.13.5.orig.tar.xz",
           "sha256": "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"}
 REPORT = {
-    "zip_sha256": "a" * 64, "r_version": "4.5.0", "python_version": "3.13",
+    "zip_sha256": "a" * 64, "r_version": "4.6.1", "python_version": "3.13",
     "inventory": {
         "python_distributions": [
             {"name": "rpy2-rinterface", "version": "3.6.7", "file": "rpy2_rinterface-3.6.7.tar.gz",
@@ -36,8 +36,8 @@ REPORT = {
             {"name": "cffi", "version": "2.1.1",
              "file": "cffi-2.1.1-cp313-cp313-manylinux2014_x86_64.whl", "sha256": "b" * 64},
         ],
-        "r_packages": [{"name": "stats", "version": "4.5.0", "license": "Part of R 4.5.0"},
-                       {"name": "base", "version": "4.5.0", "license": "Part of R 4.5.0"}],
+        "r_packages": [{"name": "stats", "version": "4.6.1", "license": "Part of R 4.6.1"},
+                       {"name": "base", "version": "4.6.1", "license": "Part of R 4.6.1"}],
         "shared_libraries": [
             {"soname": "libgfortran.so.5",
              "source": "/usr/lib/x86_64-linux-gnu/libgfortran.so.5.0.0",
@@ -98,7 +98,7 @@ def test_each_shared_library_names_the_debian_package_it_came_from() -> None:
 def test_r_packages_and_the_handlers_files_are_listed_and_the_release_depends_on_all() -> None:
     document = written()
     refs = set(by_ref(document))
-    assert {"r-package:stats@4.5.0", "r-package:base@4.5.0", "file:handler.py",
+    assert {"r-package:stats@4.6.1", "r-package:base@4.6.1", "file:handler.py",
             "file:admission.rds"} <= refs
     assert len(document["components"]) == 2 + 2 + 2 + 2 + 2
     subject = document["metadata"]["component"]
@@ -115,7 +115,7 @@ def test_the_same_release_gives_the_same_bytes() -> None:
 
 def test_a_report_without_an_inventory_is_refused_with_what_to_do() -> None:
     with pytest.raises(sbom.SbomError, match="rebuild the package"):
-        sbom.build_bom(RELEASE, {"r_version": "4.5.0"}, R, PYTHON)
+        sbom.build_bom(RELEASE, {"r_version": "4.6.1"}, R, PYTHON)
 
 
 def test_the_validator_catches_a_broken_sbom() -> None:
