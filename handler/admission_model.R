@@ -433,7 +433,7 @@ plan_kind <- function(model) {
                 " to the setting lambda_package_model_packages")
   }
   method_name <- paste0("predict.", kind)
-  method <- getS3method("predict", kind, optional = TRUE, envir = asNamespace(package))
+  method <- utils::getS3method("predict", kind, optional = TRUE, envir = asNamespace(package))
   if (is.null(method)) unserved_class(classes)
   reader <- model_kinds[[kind]]$read(method, model)
   inputs <- kind_inputs(model)
