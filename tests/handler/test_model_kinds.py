@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from handler_support import (
     HANDLER_DIR,
     TRAINING_CSV,
@@ -223,3 +224,46 @@ def test_check_model_command_reports_the_method_and_packages_of_a_forest(
     assert report["call"] == 'ranger:::predict.ranger(model, newdata)$predictions[, "1"]'
     assert report["packages"] == ["ranger"]
     assert report["warm_call_ms"] > 0
+
+
+# ------------------------------------------------- the same check on a release's build host
+
+MODEL_YML = HANDLER_DIR.parent / "roles" / "lambda_package" / "tasks" / "model.yml"
+
+
+def _build_host_check(model: Path, r_packages: Sequence[str] = ("base", "stats")) -> Any:
+    """lambda_package's model.yml step "Find the R packages predicting with the model needs",
+    as it runs on the build host: the task's own R code and environment, this R."""
+    tasks = {task["name"]: task for task in yaml.safe_load(MODEL_YML.read_text())}
+    task = tasks["model | Find the R packages predicting with the model needs"]
+    code = task["vars"]["__lambda_package_needs_r"]
+    return subprocess.run(
+        [
+            *("Rscript", "--vanilla", "-e", code),
+            *(str(HANDLER_DIR / "admission_model.R"), str(model), *r_packages),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **task["environment"]},
+    )
+
+
+def test_build_host_lists_the_package_a_forest_needs_for_the_release_to_ship(
+    fitted_kinds: Path,
+) -> None:
+    done = _build_host_check(fitted_kinds / "random_forest.rds")
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert "randomForest" in found["needed"]
+    assert "randomForest" in found["extra"]
+    assert any(path.endswith("/randomForest") for path in found["paths"])
+
+
+@pytest.mark.parametrize("kind", ["unknown_class", "forest_with_gender", "ranger_classes"])
+def test_build_host_refuses_a_model_the_handler_cannot_serve_with_the_handlers_message(
+    fitted_kinds: Path, kind: str
+) -> None:
+    done = _build_host_check(fitted_kinds / f"{kind}.rds")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"Error: {REFUSED[kind]}\n")
