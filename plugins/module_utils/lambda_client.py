@@ -1,29 +1,21 @@
 """The Lambda client of the collection's own modules (deploy_function_layers,
-deploy_function_url): boto3 from the controller's Python, region from the module's
-parameters, and the module named in the user agent so that the IAM tests can tell its
-calls apart."""
+deploy_function_url): from the AnsibleAWSModule (amazon.aws's connection options: profile,
+endpoint_url, region, keys, validate_certs, retries), with the module named in the user
+agent so that the IAM tests can tell its calls apart."""
 
 from __future__ import annotations
 
 try:
-    import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
-except ImportError:  # reported by lambda_client()
-    boto3 = None
+except ImportError:  # AnsibleAWSModule reports a missing boto3/botocore
+    Config = None
     BotoCoreError = ClientError = Exception
 
 
 def lambda_client(module, name: str):
-    """A boto3 Lambda client for ``module`` (an AnsibleModule with a ``region`` parameter);
-    fails the module, naming it, when boto3 is missing."""
-    if boto3 is None:
-        module.fail_json(msg=f"{name} needs boto3 on the controller")
-    return boto3.client(
-        "lambda",
-        config=Config(user_agent_extra=f"r-lambda-{name}/1"),
-        region_name=module.params["region"],
-    )
+    """A Lambda client for ``module`` (an AnsibleAWSModule), its calls named ``name``."""
+    return module.client("lambda", config=Config(user_agent_extra=f"r-lambda-{name}/1"))
 
 
 __all__ = ["BotoCoreError", "ClientError", "lambda_client"]

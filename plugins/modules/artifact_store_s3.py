@@ -52,8 +52,6 @@ description:
     with the sha256 it records).
 author:
   - r-lambda maintainers (!UNKNOWN)
-requirements:
-  - "boto3 on the controller (the module runs there, C(delegate_to: localhost))."
 notes:
   - The store needs S3's conditional puts (C(If-None-Match), C(If-Match)), which S3 general
     purpose buckets, SeaweedFS and moto have.
@@ -137,19 +135,10 @@ options:
     description: The server-side encryption of every put (C(AES256), C(aws:kms)), or C(none).
     type: str
     default: AES256
-  endpoint_url:
-    description: The S3 endpoint (boto3's default when not set).
-    type: str
-  access_key:
-    description: The access key (boto3's credential chain when not set).
-    type: str
-  secret_key:
-    description: The secret key (boto3's credential chain when not set).
-    type: str
-  region:
-    description: The bucket's region.
-    type: str
-    default: us-east-1
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
 """
 
 EXAMPLES = r"""
@@ -356,14 +345,19 @@ import re
 import time
 from datetime import datetime, timedelta, timezone
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 try:
-    import boto3
     from botocore.config import Config
     from botocore.exceptions import ClientError, ParamValidationError
-except ImportError:  # reported by main()
-    boto3 = None
+except ImportError:  # AnsibleAWSModule reports a missing boto3/botocore
+    Config = None
+
+    class ClientError(Exception):
+        """Stands in for botocore's (never raised without botocore)."""
+
+    class ParamValidationError(Exception):
+        """Stands in for botocore's (never raised without botocore)."""
 
 
 LOCK_NAME = ".lock.json"
@@ -745,7 +739,9 @@ def _json(data: dict) -> bytes:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    # amazon.aws's connection options (profile, endpoint_url, region, keys, validate_certs,
+    # aws_config) come with AnsibleAWSModule: module_defaults group/r_lambda.release.aws.
+    module = AnsibleAWSModule(
         argument_spec={
             "action": {"type": "str", "required": True, "choices": list(ACTIONS)},
             "bucket": {"type": "str", "required": True},
@@ -765,10 +761,6 @@ def main() -> None:
             "pointer": {"type": "dict"},
             "line": {"type": "dict"},
             "encryption": {"type": "str", "default": "AES256"},
-            "endpoint_url": {"type": "str"},
-            "access_key": {"type": "str", "no_log": True},
-            "secret_key": {"type": "str", "no_log": True},
-            "region": {"type": "str", "default": "us-east-1"},
         },
         required_if=[
             ("action", "lock", ["run_id"]),
@@ -783,18 +775,9 @@ def main() -> None:
         ],
         mutually_exclusive=[("src", "content")],
     )
-    if boto3 is None:
-        module.fail_json(msg="artifact_store_s3 needs boto3 on the controller")
     params = module.params
-    client = boto3.client(
-        "s3",
-        # Named in the user agent, so that its calls can be told apart (the IAM tests).
-        config=Config(user_agent_extra=USER_AGENT),
-        endpoint_url=params["endpoint_url"] or None,
-        aws_access_key_id=params["access_key"] or None,
-        aws_secret_access_key=params["secret_key"] or None,
-        region_name=params["region"],
-    )
+    # Named in the user agent, so that its calls can be told apart (the IAM tests).
+    client = module.client("s3", config=Config(user_agent_extra=USER_AGENT))
     store = Store(client, params["bucket"], params["prefix"], params["encryption"])
     try:
         result = ACTIONS[params["action"]](store, params)

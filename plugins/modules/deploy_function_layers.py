@@ -24,11 +24,9 @@ description:
     layers). It waits for the function to be updated before and after the change.
 author:
   - r-lambda maintainers (!UNKNOWN)
-requirements:
-  - boto3 on the controller.
 notes:
-  - No check mode. Credentials and endpoint come from boto3's usual chain (environment,
-    profile, instance role).
+  - No check mode. The connection (profile, endpoint_url, region, keys) is amazon.aws's,
+    module_defaults C(group/r_lambda.release.aws) sets it once for every AWS module.
 options:
   name:
     description: The function's name or ARN.
@@ -39,10 +37,10 @@ options:
     type: list
     elements: str
     default: []
-  region:
-    description: The function's region.
-    type: str
-    default: us-east-1
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
 """
 
 EXAMPLES = r"""
@@ -81,7 +79,7 @@ was:
   sample: [arn:aws:lambda:us-east-1:123456789012:layer:r-runtime:6]
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.r_lambda.release.plugins.module_utils.lambda_client import (
     BotoCoreError,
     ClientError,
@@ -106,11 +104,10 @@ def set_layers(client, name: str, layers: list[str]) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = AnsibleAWSModule(
         argument_spec={
             "name": {"type": "str", "required": True},
             "layers": {"type": "list", "elements": "str", "default": []},
-            "region": {"type": "str", "default": "us-east-1"},
         },
         supports_check_mode=False,
     )

@@ -30,10 +30,9 @@ description:
     URLs.
 author:
   - r-lambda maintainers (!UNKNOWN)
-requirements:
-  - boto3 on the controller.
 notes:
-  - No check mode. Credentials and endpoint come from boto3's usual chain.
+  - No check mode. The connection (profile, endpoint_url, region, keys) is amazon.aws's,
+    module_defaults C(group/r_lambda.release.aws) sets it once for every AWS module.
 options:
   name:
     description: The function's name or ARN.
@@ -64,10 +63,10 @@ options:
     description: The seconds a browser may keep a preflight answer.
     type: int
     default: 300
-  region:
-    description: The function's region.
-    type: str
-    default: us-east-1
+extends_documentation_fragment:
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
 """
 
 EXAMPLES = r"""
@@ -128,7 +127,7 @@ url_removed:
 
 import json
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.r_lambda.release.plugins.module_utils.lambda_client import (
     BotoCoreError,
     ClientError,
@@ -251,7 +250,7 @@ def apply(client, params: dict) -> dict:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = AnsibleAWSModule(
         argument_spec={
             "name": {"type": "str", "required": True},
             "qualifier": {"type": "str", "required": True},
@@ -259,7 +258,6 @@ def main() -> None:
             "auth_type": {"type": "str", "default": "AWS_IAM", "choices": ["AWS_IAM", "NONE"]},
             "cors_origins": {"type": "list", "elements": "str", "default": []},
             "cors_max_age": {"type": "int", "default": 300},
-            "region": {"type": "str", "default": "us-east-1"},
         },
         supports_check_mode=False,
     )

@@ -211,6 +211,7 @@ ARTIFACT_STORE_S3 = {
     "lock": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"},
     "release": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"},
     "put": {"s3:GetObject", "s3:PutObject"},
+    "put_files": {"s3:GetObject", "s3:PutObject"},  # each put, then each read back
     "get": {"s3:GetObject"},
     "move_latest": {"s3:GetObject", "s3:PutObject"},
     "gc": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"},

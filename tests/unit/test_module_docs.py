@@ -109,10 +109,33 @@ def test_a_module_has_documentation_examples_and_return(path: Path) -> None:
         assert not missing, f"{path.name}: RETURN's {key} lacks {sorted(missing)}"
 
 
+def own_argument_spec(path: Path) -> dict[str, Any]:
+    """The module's argument_spec less amazon.aws's connection options, which an
+    AnsibleAWSModule adds and its documentation fragments document (profile, region...)."""
+    spec = argument_spec(path)
+    fragments = docs(path)["DOCUMENTATION"].get("extends_documentation_fragment") or []
+    if "amazon.aws.common.modules" in fragments:
+        from ansible_collections.amazon.aws.plugins.module_utils.modules import aws_argument_spec
+
+        spec = {name: option for name, option in spec.items() if name not in aws_argument_spec()}
+    return spec
+
+
 @pytest.mark.parametrize("path", MODULES, ids=[p.stem for p in MODULES])
 def test_documented_options_are_exactly_the_argument_spec(path: Path) -> None:
     documented = docs(path)["DOCUMENTATION"].get("options") or {}
-    assert mismatches(argument_spec(path), documented) == []
+    assert mismatches(own_argument_spec(path), documented) == []
+
+
+def test_the_aws_modules_take_amazon_aws_connection_options_and_join_its_group() -> None:
+    """module_defaults group/r_lambda.release.aws reaches them as it reaches amazon.aws's."""
+    runtime = yaml.safe_load((REPO / "meta/runtime.yml").read_text())
+    group = runtime["action_groups"]["aws"]
+    assert {"metadata": {"extend_group": ["amazon.aws.aws"]}} in group
+    for name in ("artifact_store_s3", "deploy_function_layers", "deploy_function_url"):
+        spec = argument_spec(REPO / "plugins/modules" / f"{name}.py")
+        assert {"profile", "endpoint_url", "region", "access_key"} <= set(spec), name
+        assert name in group, name
 
 
 def test_an_undocumented_or_mistyped_option_is_reported() -> None:
