@@ -293,14 +293,14 @@ def awslambdaric_wheels(python_version: str) -> list[Path]:
 
 
 def stand_in_command(name: str, image: str, task: Path, runtime: Path, tools: Path,
-                     models: Path | None = None) -> list[str]:
+                     models: Path | None = None, memory: str = MEMORY) -> list[str]:
     """podman run of a container made like a Lambda sandbox, idle until measured."""
     mounts = ["-v", f"{models}:/models:ro"] if models else []
     return [
         "podman", "run", "-d", "--init", "--name", name, "--label", f"{LABEL}={name}",
         # Only /tmp is writable (512 MB, as Lambda's default ephemeral storage).
         "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,mode=1777,size=512m",
-        f"--memory={MEMORY}", f"--memory-swap={MEMORY}", "--network", "none",
+        f"--memory={memory}", f"--memory-swap={memory}", "--network", "none",
         "-v", f"{task}:/var/task:ro", "-v", f"{runtime}:/var/runtime:ro",
         "-v", f"{tools}:/bench:ro", *mounts,
         image, "sleep", "infinity",
@@ -391,9 +391,11 @@ def model_kind_figures(container: str, python: str) -> dict[str, dict]:
     return kinds
 
 
-def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: str) -> dict:
-    """Each package (label -> zip, handler module) in its own Lambda stand-in; the project's
-    also predicts each of MODEL_KINDS (its figures under "model_kinds")."""
+def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: str,
+                         memory: dict[str, str] | None = None) -> dict:
+    """Each package (label -> zip, handler module) in its own Lambda stand-in, of MEMORY or
+    of the memory given for its label; the project's also predicts each of MODEL_KINDS
+    (its figures under "model_kinds")."""
     if sh("podman", "image", "exists", TEST_IMAGE, check=False).returncode != 0:
         raise SystemExit(f"bench: no image {TEST_IMAGE}: a release builds it")
     containers: dict[str, str] = {}
@@ -417,7 +419,8 @@ def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: 
                 task = tmp / f"task-{label}"
                 unpack(zip_path, task)
                 name = f"r-lambda-bench-{label}-{os.getpid()}"
-                sh(*stand_in_command(name, TEST_IMAGE, task, runtime, tools, models))
+                sh(*stand_in_command(name, TEST_IMAGE, task, runtime, tools, models,
+                                     (memory or {}).get(label, MEMORY)))
                 containers[label] = name
             log(f"{COLD_STARTS} cold starts each through the runtime client, "
                 f"{' and '.join(packages)} taking turns")
@@ -646,7 +649,10 @@ def main() -> int:
                                      "baseline": (baseline_zip, "handler_2017"),
                                      **{kind: (zip_path, "handler")
                                         for kind, (zip_path, _, _) in released.items()}},
-                                    manifest["python_version"])
+                                    manifest["python_version"],
+                                    # Each model in the memory its release chose for it.
+                                    {kind: package_models.memory(kind_manifest)
+                                     for kind, (_, kind_manifest, _) in released.items()})
     figures.update(stand_in_figures(measured))
     figures["model_kinds"] = measured["model_kinds"]
     figures["package_models"] = {

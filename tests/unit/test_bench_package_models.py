@@ -62,7 +62,8 @@ def test_the_release_passes_the_model_and_its_packages_and_keeps_the_zip(
     assert (name, extra[0], log_name) == ("playbooks/release.yml", "-e", "release-random_forest")
     assert json.loads(extra[1]) == {"release_bucket": "r-lambda-bench-random-forest",
                                     "lambda_package_model_rds": str(tmp_path / "random_forest.rds"),
-                                    "lambda_package_model_packages": ["randomForest"]}
+                                    "lambda_package_model_packages": ["randomForest"],
+                                    "package_test_memory_mb": 128}
     assert zip_path == dist / "bench-random_forest.zip" and zip_path.read_bytes() == b"zip"
     assert (manifest, seconds) == (MANIFEST, 61.0)
 
@@ -75,3 +76,9 @@ def test_the_table_has_a_line_per_kind_and_names_a_failure() -> None:
     assert lines[1].split()[:4] == ["random_forest", "10.0", "20.0", "256"]
     assert lines[1].endswith("predict / randomForest 4.7-1.2")
     assert lines[2] == "gam            failed: release failed"
+
+
+def test_the_stand_in_gets_the_memory_the_release_chose() -> None:
+    assert package_models.memory(MANIFEST) == "256m"
+    assert package_models.memory({}) == "128m"
+    assert set(package_models.TARGET_MEMORY_MB) == set(package_models.PACKAGE_MODELS)
