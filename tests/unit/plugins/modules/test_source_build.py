@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 MODULE = REPO / "plugins" / "modules" / "source_build.py"
 MAKEFILE = """all:
 \techo built > program

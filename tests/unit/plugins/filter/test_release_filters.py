@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "plugins/filter/release_filters.py"
+_PATH = Path(__file__).resolve().parents[4] / "plugins/filter/release_filters.py"
 _spec = importlib.util.spec_from_file_location("release_filters", _PATH)
 release_filters = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(release_filters)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "plugins/filter/ec2_host_filters.py"
+_PATH = Path(__file__).resolve().parents[4] / "plugins/filter/ec2_host_filters.py"
 _spec = importlib.util.spec_from_file_location("ec2_host_filters", _PATH)
 assert _spec is not None and _spec.loader is not None
 filters = importlib.util.module_from_spec(_spec)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "plugins/filter/ami_watch_filters.py"
+_PATH = Path(__file__).resolve().parents[4] / "plugins/filter/ami_watch_filters.py"
 _spec = importlib.util.spec_from_file_location("ami_watch_filters", _PATH)
 assert _spec is not None and _spec.loader is not None
 ami_watch_filters = importlib.util.module_from_spec(_spec)

@@ -16,7 +16,7 @@ from ansible_collections.r_lambda.release.plugins.module_utils import sbom
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 MODULE = REPO / "plugins" / "modules" / "release_sbom.py"
 
 RELEASE = {"version": "20261207T063000Z-abc1234", "created_at": "2026-12-07T06:30:00Z",

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from ansible.module_utils import basic
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_loading import load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 MODULES = sorted((REPO / "plugins/modules").glob("*.py"))
 
 

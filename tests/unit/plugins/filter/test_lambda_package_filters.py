@@ -12,7 +12,7 @@ from ansible_collections.r_lambda.release.plugins.filter.lambda_package_filters 
     python_lock_select,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 LOCK = """# header
 cffi==2.1.1 \\
     --hash=sha256:{a} \\

@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 SPEC = importlib.util.spec_from_file_location(
     "artifact_store_s3", REPO / "plugins/modules/artifact_store_s3.py"
 )

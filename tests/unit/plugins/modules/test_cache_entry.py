@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from module_loading import load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 MODULE = REPO / "plugins" / "modules" / "cache_entry.py"
 cache_entry = load("cache_entry_module", MODULE)
 cache_dir = load("cache_dir_lookup", REPO / "plugins" / "lookup" / "cache_dir.py")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 SPEC = importlib.util.spec_from_file_location(
     "release_runs", REPO / "plugins/modules/release_runs.py"
 )

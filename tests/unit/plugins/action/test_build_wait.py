@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from module_loading import load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 build_wait = load("build_wait_action", REPO / "plugins" / "action" / "build_wait.py")
 
 

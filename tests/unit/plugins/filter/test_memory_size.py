@@ -19,7 +19,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from module_loading import load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 package_test_filters = load("package_test_filters", REPO / "plugins/filter/package_test_filters.py")
 deploy_filters = load("deploy_filters_memory", REPO / "plugins/filter/deploy_filters.py")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "plugins/filter/deploy_filters.py"
+_PATH = Path(__file__).resolve().parents[4] / "plugins/filter/deploy_filters.py"
 _spec = importlib.util.spec_from_file_location("deploy_filters", _PATH)
 deploy_filters = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(deploy_filters)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from module_loading import load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 zipapp = load("zipapp_module", REPO / "plugins" / "modules" / "zipapp.py")
 
 

@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.r_lambda.release.plugins.module_utils import r_packages as rp
 from r_repos import cran_repo, served, tarball
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def test_dcf_paragraphs_keep_continued_values() -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_loading import load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 url_mod = load("deploy_function_url", REPO / "plugins/modules/deploy_function_url.py")
 ORIGIN = "https://admissions.example.org"
 
