@@ -642,3 +642,14 @@ def reachable_sources(playbooks: list[str]) -> set[str]:
                 if key in node:
                     reach_role(node[key]["name"])
     return files
+
+
+def load_policy(path: Path = POLICY) -> dict:
+    """A policy of iam/ as JSON (default: the operator's)."""
+    return json.loads(path.read_text())
+
+
+def policy_statement(sid: str, path: Path = POLICY) -> dict:
+    """The one statement of that policy with this Sid."""
+    [found] = [s for s in load_policy(path)["Statement"] if s["Sid"] == sid]
+    return found
