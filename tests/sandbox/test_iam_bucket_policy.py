@@ -10,36 +10,12 @@ import pytest
 import yaml
 from iam_support import (
     ACCOUNT,
-    BUCKET_ADMIN_POLICY,
-    CI_POLICY,
-    POLICY,
     REPO,
     Request,
     bucket_policy,
     decide,
     load_policy,
 )
-
-POLICIES = {"operator": POLICY, "bucket-admin": BUCKET_ADMIN_POLICY, "ci-release": CI_POLICY}
-FUNCTION_URL_STATEMENTS = (
-    "ReadOrTakeAwayTheAliasFunctionUrl",
-    "ServeTheAliasThroughASignedFunctionUrl",
-    "OpenTheAliasFunctionUrlToEveryoneOnlyAsAuthTypeNone",
-)
-# What could make the bucket or its objects public, or loosen its set-up.
-BUCKET_SET_UP_ACTIONS = {
-    "s3:CreateBucket",
-    "s3:DeleteBucketPolicy",
-    "s3:PutBucketAcl",
-    "s3:PutBucketOwnershipControls",
-    "s3:PutBucketPolicy",
-    "s3:PutBucketPublicAccessBlock",
-    "s3:PutBucketVersioning",
-    "s3:PutEncryptionConfiguration",
-    "s3:PutObjectAcl",
-}
-
-
 
 # --- The bucket policy: published objects are write-once for everyone ---
 

@@ -9,11 +9,9 @@ import pytest
 import yaml
 from iam_support import (
     ACCOUNT,
-    BUCKET_ADMIN_POLICY,
     CI_POLICY,
     MOTO_ONLY,
     OTHER_ACCOUNT,
-    POLICY,
     REPO,
     Request,
     actions_of,
@@ -24,27 +22,6 @@ from iam_support import (
     policy_statement,
     reachable_sources,
 )
-
-POLICIES = {"operator": POLICY, "bucket-admin": BUCKET_ADMIN_POLICY, "ci-release": CI_POLICY}
-FUNCTION_URL_STATEMENTS = (
-    "ReadOrTakeAwayTheAliasFunctionUrl",
-    "ServeTheAliasThroughASignedFunctionUrl",
-    "OpenTheAliasFunctionUrlToEveryoneOnlyAsAuthTypeNone",
-)
-# What could make the bucket or its objects public, or loosen its set-up.
-BUCKET_SET_UP_ACTIONS = {
-    "s3:CreateBucket",
-    "s3:DeleteBucketPolicy",
-    "s3:PutBucketAcl",
-    "s3:PutBucketOwnershipControls",
-    "s3:PutBucketPolicy",
-    "s3:PutBucketPublicAccessBlock",
-    "s3:PutBucketVersioning",
-    "s3:PutEncryptionConfiguration",
-    "s3:PutObjectAcl",
-}
-
-
 
 # --- The conditions, evaluated ---
 
