@@ -56,7 +56,8 @@ def test_a_lock_is_used_as_it_is_and_a_wrong_sha256_names_the_package_and_both_d
     path = tmp_path / "r.lock.json"
     path.write_text(json.dumps(lock))
     # A lock is not resolved again: the repository setting is not even read.
-    assert module.run(params(tmp_path, lock=str(path), repository={"kind": "?"}))["source"] == "lock"
+    again = module.run(params(tmp_path, lock=str(path), repository={"kind": "?"}))
+    assert again["source"] == "lock"
 
     actual = rp.file_digest(str(root / "src/contrib/leaf_2.1.tar.gz"))
     wrong = "0" * 64
@@ -79,7 +80,8 @@ def test_an_renv_lock_is_resolved_for_its_exact_versions(cran, tmp_path: Path) -
     done = module.run(params(tmp_path, lock=str(path), repository={"kind": "cran", "url": url}))
 
     assert done["source"] == "renv.lock"
-    assert [(p["name"], p["version"]) for p in done["tarballs"]] == [("leaf", "2.1"), ("top", "1.0")]
+    found = [(p["name"], p["version"]) for p in done["tarballs"]]
+    assert found == [("leaf", "2.1"), ("top", "1.0")]
 
 
 def test_a_file_that_is_no_lock_is_refused_naming_it(tmp_path: Path) -> None:
