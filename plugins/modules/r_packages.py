@@ -39,7 +39,8 @@ options:
     default: {}
     description:
       - C(kind) (C(debian) or C(cran)), C(url) (the mirror or CRAN-like URL), C(suite)
-        (Debian's). A lock of the project's format names its own repository.
+        (Debian's), C(fallback_suites) (Debian suites whose tarball is taken when the mirror
+        does not serve the suite's). A lock of the project's format names its own repository.
   cache_dir:
     type: path
     description: Where tarballs are kept (default <machine-wide cache>/r-packages).
@@ -99,7 +100,8 @@ def load_lock(path: str, repository: dict, cache_dir: str | None, keyring: str |
 def make_repository(repository: dict, cache_dir: str | None, keyring: str | None
                     ) -> rp.Repository:
     return rp.repository(repository.get("kind") or "debian", repository.get("url") or None,
-                         repository.get("suite") or None, cache_dir, keyring)
+                         repository.get("suite") or None, cache_dir, keyring,
+                         repository.get("fallback_suites") or ())
 
 
 def run(params: dict) -> dict:
