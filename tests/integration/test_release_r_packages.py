@@ -1,0 +1,163 @@
+"""Real releases on the local platform that carry R packages a model needs (issue #24):
+resolved against Debian's archive (the local inventory's repository), each tarball checked
+against its sha256 on the controller, compiled on the build host with the release's R,
+shipped in the layer's R library, and loaded on a clean host that has no R.
+
+The handler serves glm and lm models only for now, so the release ships the admission glm
+and `lambda_package_model_packages: [randomForest, mgcv]`; the clean host's own checks
+load every packaged R package (test_package.py), and this test then fits a randomForest
+and a gam with the published layer's R in a container of the clean host's image (no R, no
+network), as Lambda would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from release_runs import REPO
+from release_support import (
+    assert_no_hosts_left,
+    keys,
+    read_json,
+    run_playbook,
+    s3_client,
+)
+
+pytestmark = pytest.mark.slow
+
+MODEL_PACKAGES = ["randomForest", "mgcv"]
+# What randomForest and mgcv need, resolved against Debian's archive (mgcv: Matrix, nlme;
+# Matrix: lattice), in install order.
+RESOLVED = {"lattice", "Matrix", "nlme", "mgcv", "randomForest"}
+CLEAN_IMAGE = "localhost/r-lambda-base:trixie"
+
+
+@pytest.fixture(scope="module")
+def r_packages_release(bucket: str) -> dict:
+    """One layered release with randomForest and mgcv (about 6 min the first time on 2 cores,
+    Matrix's compilation most of it; the installed library is cached after that)."""
+    run = run_playbook(
+        "playbooks/release.yml",
+        "-e", f"release_bucket={bucket}",
+        "-e", "release_force=true",
+        "-e", "lambda_package_layer=true",
+        "-e", json.dumps({"lambda_package_model_packages": MODEL_PACKAGES}),
+        name="release-r-packages",
+    ).check()
+    assert_no_hosts_left(run)
+    client = s3_client()
+    version = read_json(client, bucket, "releases/latest.json")["version"]
+    return {"run": run, "version": version,
+            "manifest": read_json(client, bucket, f"releases/{version}/manifest.json")}
+
+
+def test_the_release_records_what_was_resolved_and_what_each_package_weighs(
+    r_packages_release: dict,
+) -> None:
+    manifest = r_packages_release["manifest"]
+    assert manifest["status"] == "verified"
+    resolved = manifest["model_packages"]
+    assert resolved["requested"] == MODEL_PACKAGES
+    assert resolved["repository"]["kind"] == "debian"
+    names = [p["name"] for p in resolved["packages"]]
+    assert set(names) == RESOLVED
+    assert names.index("Matrix") < names.index("mgcv") and names.index("nlme") < names.index("mgcv")
+    for package in resolved["packages"]:
+        assert package["url"].startswith("http://deb.debian.org/debian/pool/main/")
+        assert len(package["sha256"]) == 64
+        assert package["unzipped_bytes"] > 0 and package["zip_bytes"] > 0, package["name"]
+
+
+def test_the_clean_host_loaded_every_packaged_r_package(bucket: str, r_packages_release) -> None:
+    client = s3_client()
+    version = r_packages_release["version"]
+    junit = client.get_object(Bucket=bucket, Key=f"releases/{version}/package-test.xml")
+    report = junit["Body"].read().decode()
+    assert 'name="test_every_packaged_r_package_loads"' in report
+    assert r_packages_release["manifest"]["tests"]["failed"] == 0
+
+
+# Fitted and predicted with the layer's R on the clean host's image: randomForest's and
+# mgcv's compiled code runs (no dyn.load failure, their libraries bundled), and the answers
+# are probabilities of the UCLA data's rows.
+FIT = r"""
+suppressMessages({library(randomForest); library(mgcv)})
+d <- read.csv("/data/binary.csv")
+set.seed(42)
+rf <- randomForest(factor(admit) ~ gre + gpa + rank, data = d, ntree = 50)
+gm <- gam(admit ~ s(gre) + s(gpa) + factor(rank), family = binomial, data = d)
+c(predict(rf, d[1:3, ], type = "prob")[, "1"], predict(gm, d[1:3, ], type = "response"))
+"""
+
+STAND_IN = """
+import json, sys
+import admission_r_session
+ri = admission_r_session.start_r()
+out = ri.baseenv["eval"](ri.parse(sys.argv[1]))
+print(json.dumps(list(out)))
+"""
+
+
+def test_randomforest_and_mgcv_fit_and_predict_with_the_layers_r_on_a_host_without_r(
+    bucket: str, r_packages_release: dict, tmp_path: Path
+) -> None:
+    client = s3_client()
+    manifest = r_packages_release["manifest"]
+    layer, function = tmp_path / "opt", tmp_path / "task"
+    for key, dest in ((manifest["layer"]["key"], layer), (manifest["function"]["key"], function)):
+        archive = tmp_path / Path(key).name
+        client.download_file(bucket, key, str(archive))
+        with zipfile.ZipFile(archive) as opened:
+            opened.extractall(dest)
+    for folder in (layer / "R/library/randomForest/libs", layer / "R/library/mgcv/libs"):
+        assert any(folder.glob("*.so")), folder
+
+    done = subprocess.run(
+        ["podman", "run", "--rm", "--network=none", "--read-only", "--tmpfs", "/tmp",
+         "--memory=512m", "-v", f"{layer}:/opt:ro", "-v", f"{function}:/var/task:ro",
+         "-v", f"{REPO / 'handler/model/binary.csv'}:/data/binary.csv:ro", "-w", "/var/task",
+         "-e", "LD_LIBRARY_PATH=/var/lang/lib:/lib64:/usr/lib64:/var/task/lib:/opt/lib",
+         "-e", "PYTHONPATH=/var/task:/opt/python", "-e", "PYTHONDONTWRITEBYTECODE=1",
+         CLEAN_IMAGE, "sh", "-c", 'test ! -e /usr/lib/R && exec python3.13 -c "$0" "$1"',
+         STAND_IN, FIT],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(answers) == 6 and all(0 <= p <= 1 for p in answers), answers
+
+
+def test_a_lock_with_a_wrong_sha256_stops_the_release_before_anything_is_built(
+    bucket: str, r_packages_release: dict, tmp_path: Path
+) -> None:
+    """The lock of the release above with randomForest's sha256 changed: the plan stops,
+    naming the package and both digests, before any host is made or object written."""
+    client = s3_client()
+    before = keys(client, bucket)
+    resolved = r_packages_release["manifest"]["model_packages"]
+    packages = [dict(p) for p in resolved["packages"]]
+    forest = next(p for p in packages if p["name"] == "randomForest")
+    actual, wrong = forest["sha256"], "0" * 64
+    forest["sha256"] = wrong
+    lock = tmp_path / "r.lock.json"
+    lock.write_text(json.dumps({
+        "lock_version": 1, "r_version_min": None, "repository": resolved["repository"],
+        "packages": [{k: p[k] for k in ("name", "version", "url", "sha256", "needs")}
+                     | {"linking_to": []} for p in packages]}))
+
+    run = run_playbook("playbooks/release.yml", "-e", f"release_bucket={bucket}",
+                       "-e", "release_force=true", "-e", f"lambda_package_r_lock={lock}",
+                       name="release-r-lock-wrong-sha256")
+
+    assert run.returncode != 0
+    assert "Planning failed" in run.output
+    assert f"randomForest {forest['version']}: " in run.output
+    assert f"sha256 {actual}, expected {wrong}" in run.output
+    assert "TASK [r_runtime" not in run.output and "TASK [lambda_package : inputs" not in run.output
+    assert "TASK [local_hosts : hosts" not in run.output
+    assert keys(client, bucket) == before
+    assert_no_hosts_left(run)
