@@ -12,8 +12,12 @@ network), as Lambda would run it.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import subprocess
+import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -26,6 +30,10 @@ from release_support import (
     run_playbook,
     s3_client,
 )
+
+# A CRAN-like tree over HTTP, as the unit tests of module_utils/r_packages.py serve one.
+sys.path.insert(0, str(REPO / "tests" / "unit"))
+from r_repos import served
 
 pytestmark = pytest.mark.slow
 
@@ -161,3 +169,68 @@ def test_a_lock_with_a_wrong_sha256_stops_the_release_before_anything_is_built(
     assert "TASK [local_hosts : hosts" not in run.output
     assert keys(client, bucket) == before
     assert_no_hosts_left(run)
+
+
+# ------------------------------------------- the cran kind, from an renv.lock, a C package
+
+TINY_C = """#include <Rinternals.h>
+SEXP tiny_twice(SEXP x) { return Rf_ScalarReal(2 * Rf_asReal(x)); }
+"""
+
+
+def tiny_package(contrib: Path) -> Path:
+    """tinyc 0.1: R code calling a C function through its shared object."""
+    files = {
+        "tinyc/DESCRIPTION": "Package: tinyc\nVersion: 0.1\nTitle: Twice\nDescription: Twice.\n"
+                             "Author: Test\nMaintainer: Test <t@example.org>\nLicense: MIT\n"
+                             "Imports: stats\n",
+        "tinyc/NAMESPACE": "useDynLib(tinyc, .registration = FALSE)\nexport(twice)\n",
+        "tinyc/R/twice.R": 'twice <- function(x) .Call("tiny_twice", x, PACKAGE = "tinyc")\n',
+        "tinyc/src/twice.c": TINY_C,
+    }
+    contrib.mkdir(parents=True, exist_ok=True)
+    path = contrib / "tinyc_0.1.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    (contrib / "PACKAGES").write_text(
+        f"Package: tinyc\nVersion: 0.1\nImports: stats\nMD5sum: {md5}\n")
+    return path
+
+
+def test_the_cran_kind_resolves_an_renv_lock_and_builds_a_c_package(
+    bucket: str, r_packages_release: dict, tmp_path: Path
+) -> None:
+    """A CRAN-like repository served on the controller, an renv.lock naming tinyc 0.1: the
+    release resolves it there, compiles its C code on the build host, and the clean host
+    loads it (about 2.5 min: a release whose R package builds in seconds)."""
+    client = s3_client()
+    tarball = tiny_package(tmp_path / "cran/src/contrib")
+    renv = tmp_path / "renv.lock"
+    renv.write_text(json.dumps({"R": {"Version": "4.5.0"}, "Packages": {
+        "tinyc": {"Package": "tinyc", "Version": "0.1", "Source": "Repository",
+                  "Repository": "CRAN"}}}))
+    with served(tmp_path / "cran") as url:
+        run = run_playbook(
+            "playbooks/release.yml", "-e", f"release_bucket={bucket}", "-e", "release_force=true",
+            "-e", f"lambda_package_r_lock={renv}",
+            "-e", json.dumps({"lambda_package_r_repository": {"kind": "cran", "url": url}}),
+            name="release-r-packages-cran",
+        ).check()
+    assert_no_hosts_left(run)
+    version = read_json(client, bucket, "releases/latest.json")["version"]
+    manifest = read_json(client, bucket, f"releases/{version}/manifest.json")
+    assert manifest["status"] == "verified" and manifest["tests"]["failed"] == 0
+    resolved = manifest["model_packages"]
+    assert (resolved["source"], resolved["repository"]["kind"]) == ("renv.lock", "cran")
+    [tiny] = resolved["packages"]
+    assert (tiny["name"], tiny["version"], tiny["url"]) == (
+        "tinyc", "0.1", f"{url}/src/contrib/tinyc_0.1.tar.gz")
+    assert tiny["sha256"] == hashlib.sha256(tarball.read_bytes()).hexdigest()
+    assert "tinyc" in manifest["r_packages"]
+    junit = client.get_object(Bucket=bucket, Key=f"releases/{version}/package-test.xml")
+    assert 'name="test_every_packaged_r_package_loads"' in junit["Body"].read().decode()
