@@ -8,7 +8,10 @@ is filled from Python and R computes X %*% beta and the inverse link exactly as
 predict.lm and predict.glm do. Every other model is predicted with predict() on a data
 frame built the way the model expects. Both give the bits of R's predict(model, newdata,
 type = "response"); the direct path skips the data frame, model frame and model matrix R
-would build per call. A model the handler cannot serve is refused, naming why.
+would build per call. Models of the other kinds admission_model.R knows (gam,
+randomForest, ranger, rpart, nnet, multinom) are predicted with their package's predict
+method, named in the plan, whose package is loaded once, when the model loads. A model the
+handler cannot serve is refused, naming why (and the R package to ship, if that is it).
 """
 
 import array
@@ -74,7 +77,9 @@ class LoadedModel:
     """A model loaded into R, and how it predicts (see admission_model.R).
 
     ``method`` is ``DIRECT`` or ``PREDICT``; ``unmatched`` names the checks of the direct
-    design a ``PREDICT`` model failed. ``ranks`` are the ranks it can predict.
+    design a ``PREDICT`` model failed (``class`` for a kind other than glm and lm).
+    ``ranks`` are the ranks it can predict; ``call`` the R call that predicts, naming the
+    method; ``packages`` the R packages it loaded for that.
     """
 
     def __init__(self, rinterface: Any, model: Any, source: str) -> None:
@@ -90,6 +95,8 @@ class LoadedModel:
         self.ranks = tuple(int(r) for r in fields["ranks"])
         self.rank_levels = tuple(str(level) for level in fields["rank_levels"])
         self.unmatched: tuple[str, ...] = tuple(fields["unmatched"])
+        self.call = str(fields["call"][0])
+        self.packages = tuple(str(name) for name in fields["packages"])
         self._predict = fields["predict"]
         self.method = PREDICT
         if isinstance(fields["direct"], ri.SexpClosure):
@@ -124,6 +131,8 @@ class LoadedModel:
             "unmatched": list(self.unmatched),
             "ranks": list(self.ranks),
             "rank_levels": list(self.rank_levels),
+            "call": self.call,
+            "packages": list(self.packages),
         }
 
     def check_ranks(self, applicants: Sequence[Applicant], batch: bool) -> None:

@@ -7,7 +7,9 @@ cannot write in those folders (Lambda's task root and /opt) but can write in /tm
 
 The checks hold for any model the release ships: test_predictions_are_identical_to_r_predict
 proves, with the package's own R, that the handler gives the very bits R's predict() gives
-for newdata built the way the model expects (rank a number, or a factor of its levels).
+for newdata built the way the model expects (rank a number, or a factor of its levels),
+for a glm or lm and for the other kinds the handler serves (a forest's probability of
+class "1", ...).
 """
 
 import json
@@ -38,25 +40,59 @@ def _grid() -> list:
     ]
 
 
+# R's own prediction as written at a prompt for each kind of model the handler serves
+# (handler/README.md, "Other kinds of model"): the probability of class "1" for a
+# classifier, the prediction of a regression, type = "response" for a glm, lm or gam.
 _R_PREDICT = """
 function(model, gre, gpa, rank) {
-  classes <- attr(stats::terms(model), "dataClasses")
-  class <- if ("rank" %in% names(classes)) classes[["rank"]] else "numeric"
-  levels <- model$xlevels$rank
+  packages <- c(gam = "mgcv", randomForest = "randomForest", ranger = "ranger",
+                rpart = "rpart", multinom = "nnet", nnet = "nnet")
+  kind <- intersect(class(model), names(packages))[1L]
+  if (!is.na(kind)) loadNamespace(packages[[kind]])
+  forest <- inherits(model, "randomForest")
+  levels <- if (forest) model$forest$xlevels$rank else model$xlevels$rank
+  if (is.null(levels)) levels <- attr(model, "xlevels")$rank
+  class <- if (inherits(model, "ranger")) {
+    "numeric"
+  } else if (forest) {
+    if (is.character(levels)) "factor" else "numeric"
+  } else {
+    classes <- attr(stats::terms(model), "dataClasses")
+    if ("rank" %in% names(classes)) classes[["rank"]] else "numeric"
+  }
   rank <- switch(class,
     numeric = rank,
     character = as.character(rank),
     factor = factor(as.character(rank), levels = levels),
     ordered = factor(as.character(rank), levels = levels, ordered = TRUE))
   newdata <- data.frame(gre = gre, gpa = gpa, rank = rank, stringsAsFactors = FALSE)
-  stats::predict(model, newdata = newdata, type = "response")
+  predict <- stats::predict
+  switch(if (is.na(kind)) "glm" else kind,
+    glm = predict(model, newdata = newdata, type = "response"),
+    gam = predict(model, newdata, type = "response"),
+    randomForest = if (model$type == "classification") {
+      predict(model, newdata, type = "prob")[, "1"]
+    } else {
+      predict(model, newdata)
+    },
+    ranger = {
+      p <- predict(model, newdata)$predictions
+      if (is.matrix(p)) p[, "1"] else p
+    },
+    rpart = if (model$method == "class") {
+      predict(model, newdata, type = "prob")[, "1"]
+    } else {
+      predict(model, newdata)
+    },
+    nnet = predict(model, newdata, type = "raw")[, 1],
+    multinom = predict(model, newdata, type = "probs"))
 }
 """
 
 
 def _r_predict(applicants: list) -> list:
-    """R's own predict(readRDS(model), data.frame(gre, gpa, rank), type = "response"),
-    rank given as the model was fitted with it (a number, or a factor of its levels)."""
+    """R's own predict(readRDS(model), data.frame(gre, gpa, rank), ...) (_R_PREDICT), rank
+    given as the model was fitted with it (a number, or a factor of its levels)."""
     ri = admission_r_session.start_r()
     with admission_r_session.R_LOCK:
         model = ri.baseenv["readRDS"](ri.StrSexpVector([handler.get_model().source]))

@@ -16,7 +16,10 @@ log() { printf '\033[1mbootstrap:\033[0m %s\n' "$*"; }
 # catatonit: the init that `podman run --init` needs (only a recommendation of podman).
 # iptables: the local S3 container's firewall (roles/local_s3; only a suggestion of podman).
 # mmdebstrap: the hosts' base images (roles/local_hosts).
-apt_packages=(podman runc catatonit iptables mmdebstrap r-base-core r-base-dev python3-venv zip unzip make openssh-client)
+# r-cran-*: the model kinds the handler tests fit and serve besides glm and lm
+# (tests/handler/test_model_kinds.py; r-base-core alone has no recommended package).
+apt_packages=(podman runc catatonit iptables mmdebstrap r-base-core r-base-dev python3-venv zip unzip make openssh-client
+  r-cran-randomforest r-cran-ranger r-cran-mgcv r-cran-rpart r-cran-nnet)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -141,6 +141,13 @@ def deploy_code_sha256(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
 
 
+def deploy_memory_size(configured_mb: Any, manifest: dict[str, Any]) -> int:
+    """The function's memory (MB): deploy_memory_mb, or the size the release recorded as
+    serving its package (the manifest's memory.memory_mb), whichever is larger."""
+    recorded = (manifest.get("memory") or {}).get("memory_mb")
+    return max(int(configured_mb), int(recorded or 0))
+
+
 class FilterModule:
     """Ansible entry point."""
 
@@ -154,4 +161,5 @@ class FilterModule:
             "deploy_env_args": deploy_env_args,
             "deploy_sha256_mismatches": deploy_sha256_mismatches,
             "deploy_code_sha256": deploy_code_sha256,
+            "deploy_memory_size": deploy_memory_size,
         }

@@ -69,22 +69,32 @@ def test_the_local_lambda_inventory_is_folded_into_the_default() -> None:
     assert sorted(p.name for p in (REPO / "inventory").iterdir()) == list(sorted(PLATFORMS))
 
 
-def test_containers_build_on_bullseye_and_test_on_trixie_under_128_mb() -> None:
+# The clean host's cap: the memory the release targets (package_test_memory_mb), 128 MB
+# unless given.
+TARGET_MEMORY = "{{ package_test_memory_mb | default(128) }}"
+
+
+def test_containers_build_on_bullseye_and_test_on_trixie_under_the_target_memory() -> None:
     local = yaml.safe_load((REPO / "roles/local_hosts/defaults/main.yml").read_text())
     hosts = {h["name"]: h for h in local["local_hosts_hosts"]}
     assert (hosts["build"]["suite"], hosts["test"]["suite"]) == ("bullseye", "trixie")
-    assert hosts["test"]["memory"] == "128m" and "memory" not in hosts["build"]
+    assert hosts["test"]["memory"] == f"{TARGET_MEMORY}m" and "memory" not in hosts["build"]
     sandbox = yaml.safe_load((REPO / "roles/sandbox_hosts/defaults/main.yml").read_text())
     assert sandbox["sandbox_hosts_suites"] == {"build": "bullseye", "test": "trixie"}
-    assert sandbox["sandbox_hosts_memory"] == {"test": "128m"}
+    assert sandbox["sandbox_hosts_memory"] == {"test": f"{TARGET_MEMORY}m"}
+    package_test = yaml.safe_load((REPO / "roles/package_test/defaults/main.yml").read_text())
+    assert package_test["package_test_memory_mb"] == 128
 
 
-def test_the_aws_test_host_gets_the_runtimes_python_and_a_128_mb_scope() -> None:
+def test_the_aws_test_host_gets_the_runtimes_python_and_a_scope_of_the_target_memory() -> None:
     aws = yaml.safe_load((REPO / "inventory/aws/group_vars/all/platform.yml").read_text())
     runtime_python = "python{{ hostvars['localhost'].release_run_record.runtime.python }}"
     assert aws["package_test_packages"] == [runtime_python]
     limit = aws["package_test_limit_command"]
-    assert limit[:3] == ["systemd-run", "--quiet", "--scope"] and "MemoryMax=128M" in limit
+    assert (
+        limit[:3] == ["systemd-run", "--quiet", "--scope"]
+        and f"MemoryMax={TARGET_MEMORY}M" in limit
+    )
 
 
 @pytest.mark.parametrize("role", ["r_runtime", "target_python"])
