@@ -3,10 +3,10 @@ resolved against Debian's archive (the local inventory's repository), each tarba
 against its sha256 on the controller, compiled on the build host with the release's R,
 shipped in the layer's R library, and loaded on a clean host that has no R.
 
-The handler serves glm and lm models only for now, so the release ships the admission glm
-and `lambda_package_model_packages: [randomForest, mgcv]`; the clean host's own checks
-load every packaged R package (test_package.py), and this test then fits a randomForest
-and a gam with the published layer's R in a container of the clean host's image (no R, no
+The release ships a randomForest model with `lambda_package_model_packages: [randomForest,
+mgcv]`; the clean host's own checks load every packaged R package and compare the handler
+with R's predict on a grid (test_package.py), and this test then fits a randomForest and a
+gam with the published layer's R in a container of the clean host's image (no R, no
 network), as Lambda would run it.
 """
 
@@ -44,15 +44,30 @@ RESOLVED = {"lattice", "Matrix", "nlme", "mgcv", "randomForest"}
 CLEAN_IMAGE = "localhost/r-lambda-base:trixie"
 
 
+FIT_FOREST = """
+a <- commandArgs(TRUE); d <- read.csv(a[1])
+d <- transform(d, rank = factor(rank), admit = factor(admit)); set.seed(42)
+saveRDS(randomForest::randomForest(admit ~ gre + gpa + rank, data = d, ntree = 100), a[2])
+"""
+
+
 @pytest.fixture(scope="module")
-def r_packages_release(bucket: str) -> dict:
-    """One layered release with randomForest and mgcv (about 6 min the first time on 2 cores,
-    Matrix's compilation most of it; the installed library is cached after that)."""
+def r_packages_release(bucket: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One layered release of a randomForest model (fitted here with the controller's R)
+    with randomForest and mgcv: about 9 min the first time on 2 busy cores (Matrix's
+    compilation 5.5 of them), 3.5 min once the installed library is in the cache. The
+    clean host is given 512 MB: its checks load every packaged namespace in one process,
+    mgcv's and Matrix's included, which 128 MB does not hold (killed, exit -9)."""
+    forest = tmp_path_factory.mktemp("model") / "forest.rds"
+    subprocess.run(["Rscript", "-e", FIT_FOREST, str(REPO / "handler/model/binary.csv"),
+                    str(forest)], check=True, capture_output=True, timeout=120)
     run = run_playbook(
         "playbooks/release.yml",
         "-e", f"release_bucket={bucket}",
         "-e", "release_force=true",
         "-e", "lambda_package_layer=true",
+        "-e", "package_test_memory_mb=512",
+        "-e", f"lambda_package_model_rds={forest}",
         "-e", json.dumps({"lambda_package_model_packages": MODEL_PACKAGES}),
         name="release-r-packages",
     ).check()
@@ -80,13 +95,23 @@ def test_the_release_records_what_was_resolved_and_what_each_package_weighs(
         assert package["unzipped_bytes"] > 0 and package["zip_bytes"] > 0, package["name"]
 
 
-def test_the_clean_host_loaded_every_packaged_r_package(bucket: str, r_packages_release) -> None:
+def test_the_clean_host_loaded_every_r_package_and_served_the_forest_as_r_predicts(
+    bucket: str, r_packages_release
+) -> None:
+    """On the clean host: every packaged namespace loads (no dyn.load failure), and the
+    handler's probability is bitwise randomForest's predict(type = "prob")[, "1"] on the
+    grid of ranks x gre x gpa (test_package.py), through the layer's R."""
     client = s3_client()
+    manifest = r_packages_release["manifest"]
     version = r_packages_release["version"]
     junit = client.get_object(Bucket=bucket, Key=f"releases/{version}/package-test.xml")
     report = junit["Body"].read().decode()
     assert 'name="test_every_packaged_r_package_loads"' in report
-    assert r_packages_release["manifest"]["tests"]["failed"] == 0
+    assert 'name="test_predictions_are_identical_to_r_predict"' in report
+    assert manifest["tests"]["failed"] == 0 and manifest["tests"]["passed"] >= 6
+    assert "randomForest" in json.dumps(manifest["model"]["plan"])
+    runtime = manifest["tests"]["runtime_client"]
+    assert (runtime["passed"], runtime["failed"]) == (5, 0)
 
 
 # Fitted and predicted with the layer's R on the clean host's image: randomForest's and
