@@ -118,6 +118,7 @@ def test_the_clean_host_loaded_every_r_package_and_served_the_forest_as_r_predic
 # mgcv's compiled code runs (no dyn.load failure, their libraries bundled), and the answers
 # are probabilities of the UCLA data's rows.
 FIT = r"""
+library(stats); library(utils)  # the handler starts R with no default package attached
 suppressMessages({library(randomForest); library(mgcv)})
 d <- read.csv("/data/binary.csv")
 set.seed(42)
@@ -209,7 +210,7 @@ def tiny_package(contrib: Path) -> Path:
         "tinyc/DESCRIPTION": "Package: tinyc\nVersion: 0.1\nTitle: Twice\nDescription: Twice.\n"
                              "Author: Test\nMaintainer: Test <t@example.org>\nLicense: MIT\n"
                              "Imports: stats\n",
-        "tinyc/NAMESPACE": "useDynLib(tinyc, .registration = FALSE)\nexport(twice)\n",
+        "tinyc/NAMESPACE": "useDynLib(tinyc)\nexport(twice)\n",
         "tinyc/R/twice.R": 'twice <- function(x) .Call("tiny_twice", x, PACKAGE = "tinyc")\n',
         "tinyc/src/twice.c": TINY_C,
     }
