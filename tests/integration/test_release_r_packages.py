@@ -55,7 +55,7 @@ saveRDS(randomForest::randomForest(admit ~ gre + gpa + rank, data = d, ntree = 1
 def r_packages_release(bucket: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One layered release of a randomForest model (fitted here with the controller's R)
     with randomForest and mgcv: about 9 min the first time on 2 busy cores (Matrix's
-    compilation 5.5 of them), 3.5 min once the installed library is in the cache. The
+    compilation 5.5 of them), 183 s once the installed library is in the cache. The
     clean host is given 512 MB: its checks load every packaged namespace in one process,
     mgcv's and Matrix's included, which 128 MB does not hold (killed, exit -9)."""
     forest = tmp_path_factory.mktemp("model") / "forest.rds"
@@ -233,7 +233,7 @@ def test_the_cran_kind_resolves_an_renv_lock_and_builds_a_c_package(
 ) -> None:
     """A CRAN-like repository served on the controller, an renv.lock naming tinyc 0.1: the
     release resolves it there, compiles its C code on the build host, and the clean host
-    loads it (about 2.5 min: a release whose R package builds in seconds)."""
+    loads it (122 s: a release whose R package builds in seconds)."""
     client = s3_client()
     tarball = tiny_package(tmp_path / "cran/src/contrib")
     renv = tmp_path / "renv.lock"
