@@ -160,6 +160,27 @@ class PackageTest(unittest.TestCase):
             single = handler.admit_probability(a["gre"], a["gpa"], a["rank"])
             self.assertEqual(_bits([single]), _bits(_r_predict([a])))
 
+    def test_every_packaged_r_package_loads(self) -> None:
+        """Each R package in the package's R library (R's own and the model's: randomForest,
+        mgcv...) loads with the packaged R: its shared object and the libraries that needs
+        are found (no dyn.load failure), and so is every package it imports."""
+        ri = admission_r_session.start_r()
+        with admission_r_session.R_LOCK:
+            library = os.path.join(str(ri.baseenv["R.home"]()[0]), "library")
+            names = sorted(
+                name
+                for name in os.listdir(library)
+                if os.path.isfile(os.path.join(library, name, "DESCRIPTION"))
+            )
+            failed = {}
+            for name in names:
+                try:
+                    ri.baseenv["loadNamespace"](ri.StrSexpVector([name]))
+                except Exception as exc:  # rpy2's RRuntimeError carries R's message
+                    failed[name] = str(exc).strip()
+        self.assertIn("base", names)
+        self.assertEqual(failed, {}, f"R packages that do not load from {library}")
+
     def test_libr_is_loaded_from_the_expected_directory(self) -> None:
         expected = os.environ.get("EXPECT_LIBR_UNDER")
         if not expected:

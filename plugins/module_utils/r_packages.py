@@ -280,6 +280,7 @@ class Candidate:
     sha256: str | None = None  # known before downloading (Debian's index)
     md5: str | None = None  # CRAN's index
     filename: str = ""
+    pinned: bool = False  # asked for with ==version
 
 
 class Repository(Protocol):
@@ -377,14 +378,21 @@ class DebianRepository:
 
     def __init__(self, mirror: str = DEFAULT_DEBIAN_MIRROR, suite: str = DEFAULT_DEBIAN_SUITE,
                  cache_dir: str | None = None, keyring: str | None = DEFAULT_KEYRING,
-                 component: str = "main") -> None:
+                 component: str = "main", fallback_suites: Iterable[str] = ()) -> None:
         self.mirror, self.suite, self.keyring = mirror.rstrip("/"), suite, keyring
         self.component = component
         self.cache = os.path.join(cache_dir or default_cache_dir(), "debian")
         self._index: dict[str, dict[str, str]] | None = None
+        # Suites whose tarball is taken when the mirror does not serve this suite's (a
+        # partial mirror): each a DebianRepository of its own, made when first needed.
+        self.fallback_suites = list(fallback_suites)
+        self._fallbacks: dict[str, DebianRepository] = {}
 
     def describe(self) -> dict[str, str | None]:
-        return {"kind": self.kind, "url": self.mirror, "suite": self.suite}
+        described = {"kind": self.kind, "url": self.mirror, "suite": self.suite}
+        if self.fallback_suites:
+            described["fallback_suites"] = list(self.fallback_suites)
+        return described
 
     def release(self) -> str:
         dists = f"{self.mirror}/dists/{self.suite}"
@@ -423,15 +431,37 @@ class DebianRepository:
             parts = line.split()
             if len(parts) == 3 and re.search(r"\.orig\.tar\.(gz|xz|bz2)$", parts[2]):
                 url = f"{self.mirror}/{entry['Directory']}/{parts[2]}"
-                return Candidate(name, available, url, sha256=parts[0], filename=parts[2])
+                return Candidate(name, available, url, sha256=parts[0], filename=parts[2],
+                                 pinned=version is not None)
         raise RPackagesError(f"{name}: Debian's source {entry['Package']} lists no .orig "
                              f"tarball")
 
+    def fallback(self, suite: str) -> DebianRepository:
+        if suite not in self._fallbacks:
+            self._fallbacks[suite] = DebianRepository(
+                self.mirror, suite, os.path.dirname(self.cache), self.keyring, self.component)
+        return self._fallbacks[suite]
+
     def download(self, candidate: Candidate) -> tuple[str, str]:
+        """The candidate's tarball; when the mirror does not serve it, the same package from
+        the first fallback suite that has it served (the candidate is updated to name it).
+        A pinned version is never swapped for another."""
         path = os.path.join(self.cache, "pool", candidate.filename)
         try:
             return path, fetch(candidate.url, path, sha256=candidate.sha256)
         except NotFoundError as error:
+            for suite in self.fallback_suites:
+                try:
+                    other = self.fallback(suite).candidate(candidate.name, None)
+                    if candidate.pinned and version_key(other.version) != version_key(
+                            candidate.version):
+                        continue
+                    found = self.fallback(suite).download(other)
+                except NotFoundError:
+                    continue
+                for name in ("version", "url", "sha256", "filename"):
+                    setattr(candidate, name, getattr(other, name))
+                return found
             raise NotFoundError(
                 f"Debian {self.suite}'s index lists {candidate.name} {candidate.version}, but "
                 f"{self.mirror} does not serve its tarball ({error}); try another suite or a "
@@ -456,14 +486,14 @@ def r_cran_paragraphs(path: str) -> Iterable[dict[str, str]]:
 
 
 def repository(kind: str = "debian", url: str | None = None, suite: str | None = None,
-               cache_dir: str | None = None, keyring: str | None = DEFAULT_KEYRING
-               ) -> Repository:
+               cache_dir: str | None = None, keyring: str | None = DEFAULT_KEYRING,
+               fallback_suites: Iterable[str] = ()) -> Repository:
     """A repository from the lock's ``repository`` fields (or the CLI's)."""
     if kind == "cran":
         return CranRepository(url or DEFAULT_CRAN_URL, cache_dir)
     if kind == "debian":
         return DebianRepository(url or DEFAULT_DEBIAN_MIRROR, suite or DEFAULT_DEBIAN_SUITE,
-                                cache_dir, keyring)
+                                cache_dir, keyring, fallback_suites=fallback_suites)
     raise RPackagesError(f"repository kind {kind!r}: cran or debian")
 
 

@@ -40,12 +40,14 @@ logs progress to stderr):
       with the sha256 of the copy and the distribution package that owns its source
       (dpkg-query -S, else rpm -qf; merged-/usr aliases tried); each --file with its sha256.
 
-  glibc --root DIR [--max-version 2.34]
+  glibc --root DIR [--max-version 2.34] [--max-glibcxx 3.4.29] [--max-cxxabi 1.3.13]
       Parse every ELF's version needs (SHT_GNU_verneed) in pure Python: ELF32/ELF64, little
       and big endian. Reports the newest GLIBC_x.y needed per file, GLIBCXX_/CXXABI_/GCC_
-      needs (informational) and files bound to GLIBC_PRIVATE (they only work with the glibc
-      they were built against: a warning). With --max-version, exit 4 if a file needs a newer
-      GLIBC version than the ceiling (numeric comparison: 2.9 < 2.10).
+      needs and files bound to GLIBC_PRIVATE (they only work with the glibc they were built
+      against: a warning). With --max-version, exit 4 if a file needs a newer GLIBC version
+      than the ceiling (numeric comparison: 2.9 < 2.10); with --max-glibcxx or --max-cxxabi,
+      exit 4 too if a file needs a newer GLIBCXX_ or CXXABI_ version (the target loads its
+      own libstdc++ before a bundled one: C++ R packages such as ranger need these).
 
   zip --root DIR --out FILE [--level 9]
       Deterministic zip: regular files only (no directory entries, so empty directories are
@@ -63,10 +65,12 @@ logs progress to stderr):
       under python/ (Lambda unpacks layers under /opt, puts /opt/python on sys.path and
       /opt/lib on the library path). A --function name missing from DIR is an error.
 
-  sizes --zip FILE --max-zip-bytes N --max-unzipped-bytes M
-      Read the central directory and gate on the limits given (the role passes
-      lambda_package_max_zip_bytes and lambda_package_max_unzipped_bytes: Lambda's 50 MiB
-      zipped for a direct upload and 250 MiB unzipped). Exit 5 if over.
+  sizes --zip FILE [--max-zip-bytes N] [--max-unzipped-bytes M]
+      Read the central directory, measure each R package under R/library/ (unzipped and
+      zipped bytes, files: "r_packages", largest first) and gate on the limits given (the
+      role passes lambda_package_max_zip_bytes and lambda_package_max_unzipped_bytes:
+      Lambda's 50 MiB zipped for a direct upload and 250 MiB unzipped). Exit 5 if over,
+      naming the three largest R packages.
 
   prune --root DIR --pattern GLOB [GLOB ...] [--pattern GLOB ...]
       Remove files and folders matching glob patterns relative to DIR (pathlib syntax,

@@ -173,16 +173,42 @@ def megabytes(size: int) -> str:
 
 
 def size_violations(
-    zip_bytes: int, unzipped_bytes: int, max_zip: int, max_unzipped: int
+    zip_bytes: int, unzipped_bytes: int, max_zip: int | None, max_unzipped: int | None
 ) -> list[str]:
     problems = []
-    if zip_bytes > max_zip:
+    if max_zip is not None and zip_bytes > max_zip:
         problems.append(f"zipped {megabytes(zip_bytes)} > limit {megabytes(max_zip)} "
                         "(Lambda direct-upload limit)")
-    if unzipped_bytes > max_unzipped:
+    if max_unzipped is not None and unzipped_bytes > max_unzipped:
         problems.append(f"unzipped {megabytes(unzipped_bytes)} > limit "
                         f"{megabytes(max_unzipped)} (Lambda unzipped-size limit)")
     return problems
+
+
+# R's packages sit under R/library/<name>/ in the one-zip package and in the layer alike.
+R_LIBRARY = "R/library/"
+
+
+def r_package_sizes(infos: list[zipfile.ZipInfo]) -> dict[str, dict[str, int]]:
+    """Each R package's bytes in the zip (unzipped and compressed) and its file count,
+    largest first."""
+    sizes: dict[str, dict[str, int]] = {}
+    for info in infos:
+        if info.is_dir() or not info.filename.startswith(R_LIBRARY):
+            continue
+        name = info.filename[len(R_LIBRARY):].split("/", 1)[0]
+        entry = sizes.setdefault(name, {"unzipped_bytes": 0, "zip_bytes": 0, "file_count": 0})
+        entry["unzipped_bytes"] += info.file_size
+        entry["zip_bytes"] += info.compress_size
+        entry["file_count"] += 1
+    return dict(sorted(sizes.items(), key=lambda item: (-item[1]["unzipped_bytes"], item[0])))
+
+
+def largest_packages(sizes: dict[str, dict[str, int]], limit: int = 3) -> str:
+    shown = [f"{name} {megabytes(size['unzipped_bytes'])} unzipped "
+             f"({megabytes(size['zip_bytes'])} zipped)"
+             for name, size in list(sizes.items())[:limit]]
+    return f"; largest R packages: {', '.join(shown)}" if shown else ""
 
 
 def cmd_sizes(args: argparse.Namespace) -> dict[str, Any]:
@@ -197,15 +223,18 @@ def cmd_sizes(args: argparse.Namespace) -> dict[str, Any]:
     zip_bytes = path.stat().st_size
     unzipped = sum(info.file_size for info in infos)
     problems = size_violations(zip_bytes, unzipped, args.max_zip_bytes, args.max_unzipped_bytes)
+    r_packages = r_package_sizes(infos)
     output = {
         "zip_bytes": zip_bytes,
         "unzipped_bytes": unzipped,
         "file_count": sum(1 for info in infos if not info.is_dir()),
         "max_zip_bytes": args.max_zip_bytes,
         "max_unzipped_bytes": args.max_unzipped_bytes,
+        "r_packages": r_packages,
         "ok": not problems,
     }
     log(f"{path}: zipped {megabytes(zip_bytes)}, unzipped {megabytes(unzipped)}")
     if problems:
-        raise ToolError(f"package too large: {'; '.join(problems)}", EXIT_TOO_LARGE, output)
+        raise ToolError(f"package too large: {'; '.join(problems)}{largest_packages(r_packages)}",
+                        EXIT_TOO_LARGE, output)
     return output

@@ -49,6 +49,8 @@ def add_glibc(subparsers: Any) -> None:
     parser = subparsers.add_parser("glibc", help="report and gate glibc symbol versions")
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--max-version", help="newest glibc the target has, e.g. 2.34")
+    parser.add_argument("--max-glibcxx", help="newest GLIBCXX_ the target has, e.g. 3.4.29")
+    parser.add_argument("--max-cxxabi", help="newest CXXABI_ the target has, e.g. 1.3.13")
     parser.set_defaults(handler=cmd_glibc)
 
 
@@ -75,8 +77,8 @@ def add_split(subparsers: Any) -> None:
 def add_sizes(subparsers: Any) -> None:
     parser = subparsers.add_parser("sizes", help="gate a zip on Lambda's size limits")
     parser.add_argument("--zip", type=Path, required=True)
-    parser.add_argument("--max-zip-bytes", type=int, required=True)
-    parser.add_argument("--max-unzipped-bytes", type=int, required=True)
+    parser.add_argument("--max-zip-bytes", type=int, help="gate: no gate when left out")
+    parser.add_argument("--max-unzipped-bytes", type=int, help="gate: no gate when left out")
     parser.set_defaults(handler=cmd_sizes)
 
 

@@ -48,6 +48,24 @@ def too_new_entry(name: str, info: FileVersions, ceiling: str) -> dict[str, Any]
     return {"file": name, "needs": over[-1], "symbols_versions": symbols}
 
 
+def libstdcxx_too_new(name: str, needs: dict[str, str], ceilings: dict[str, str]
+                      ) -> list[dict[str, Any]]:
+    """The GLIBCXX_/CXXABI_ needs of one file above the target's libstdc++ (its loader takes
+    the runtime's libstdc++ before a bundled copy, so the runtime's is what counts)."""
+    return [{"file": name, "family": family, "needs": needs[family], "max": ceiling}
+            for family, ceiling in ceilings.items()
+            if family in needs and version_key(needs[family]) > version_key(ceiling)]
+
+
+def libstdcxx_message(too_new: list[dict[str, Any]], limit: int = 5) -> str:
+    shown = ", ".join(f"{item['file']} needs {item['family']}_{item['needs']}"
+                      for item in too_new[:limit])
+    more = f" (and {len(too_new) - limit} more)" if len(too_new) > limit else ""
+    ceilings = ", ".join(sorted({f"{item['family']}_{item['max']}" for item in too_new}))
+    return (f"libstdc++ too new for the target: {len({i['file'] for i in too_new})} file(s) "
+            f"need more than the runtime's libstdc++ has ({ceilings}): {shown}{more}")
+
+
 def glibc_message(too_new: list[dict[str, Any]], ceiling: str, limit: int = 5) -> str:
     shown = ", ".join(f"{item['file']} needs {item['needs']}" for item in too_new[:limit])
     more = f" (and {len(too_new) - limit} more)" if len(too_new) > limit else ""
@@ -60,6 +78,12 @@ def cmd_glibc(args: argparse.Namespace) -> dict[str, Any]:
     ceiling = args.max_version
     if ceiling is not None and not re.fullmatch(r"\d+(?:\.\d+)+", ceiling):
         raise ToolError(f"--max-version {ceiling!r} is not a version like 2.34")
+    cxx_ceilings = {family: value for family, value in
+                    (("GLIBCXX", args.max_glibcxx), ("CXXABI", args.max_cxxabi)) if value}
+    for family, value in cxx_ceilings.items():
+        if not re.fullmatch(r"\d+(?:\.\d+)+", value):
+            raise ToolError(f"--max-{family.lower()} {value!r} is not a version like 3.4.29")
+    cxx_too_new: list[dict[str, Any]] = []
     files: dict[str, str] = {}
     others: dict[str, dict[str, str]] = {}
     private: list[str] = []
@@ -72,6 +96,7 @@ def cmd_glibc(args: argparse.Namespace) -> dict[str, Any]:
             files[name] = needed
         if extra := other_needs(info.needs):
             others[name] = extra
+            cxx_too_new.extend(libstdcxx_too_new(name, extra, cxx_ceilings))
         if any(need.version == "GLIBC_PRIVATE" for need in info.needs):
             private.append(name)
             log(f"warning: {name} needs GLIBC_PRIVATE: it works only with the glibc it was "
@@ -87,8 +112,12 @@ def cmd_glibc(args: argparse.Namespace) -> dict[str, Any]:
         "other_needs": others,
         "glibc_private": private,
         "too_new": too_new,
+        "max_libstdcxx": cxx_ceilings,
+        "libstdcxx_too_new": cxx_too_new,
     }
     log(f"{len(elf_files)} ELF files, newest glibc needed: {output['max_glibc']}")
-    if too_new:
-        raise ToolError(glibc_message(too_new, ceiling), EXIT_GLIBC_TOO_NEW, output)
+    problems = ([glibc_message(too_new, ceiling)] if too_new else []) + (
+        [libstdcxx_message(cxx_too_new)] if cxx_too_new else [])
+    if problems:
+        raise ToolError("; ".join(problems), EXIT_GLIBC_TOO_NEW, output)
     return output
