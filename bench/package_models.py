@@ -20,8 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "dist"
 FIT_MODEL_KINDS_R = REPO / "tests" / "handler" / "fit_model_kinds.R"
 TRAINING_DATA = REPO / "handler" / "model" / "binary.csv"
-# Model kind (fit_model_kinds.R's name) -> the R packages its release ships.
-PACKAGE_MODELS = {"random_forest": ["randomForest"], "gam": ["mgcv"]}
+# Model kind (fit_model_kinds.R's name) -> the R packages its release ships. The gam's
+# release ships randomForest too: the same list as the tests' R packages release
+# (tests/integration/test_release_r_packages.py), so that the installed library (Matrix,
+# nlme and mgcv compile for minutes) is the one `make test` left in the machine's cache.
+PACKAGE_MODELS = {"random_forest": ["randomForest"], "gam": ["randomForest", "mgcv"]}
 # The Lambda memory each release targets (package_test_memory_mb): a gam loads Matrix and
 # peaks near 200 MB at its first prediction (handler/README.md), past 128 MB's margin.
 TARGET_MEMORY_MB = {"random_forest": 128, "gam": 512}

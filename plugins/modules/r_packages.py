@@ -12,19 +12,19 @@ Nothing is changed anywhere but in the cache, so check mode runs it too.
 
 from __future__ import annotations
 
-import json
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.r_lambda.release.plugins.module_utils import r_packages as rp
-
 DOCUMENTATION = r"""
 module: r_packages
 short_description: Resolve or read the lock of a model's R packages and fetch their tarballs
+version_added: 1.0.0
+author:
+  - r-lambda maintainers (!UNKNOWN)
 description:
   - Resolves I(packages) (with Depends, Imports and LinkingTo) against I(repository), or
     reads I(lock) (the project's lock, or an renv.lock resolved for its exact versions).
-  - Downloads every tarball into I(cache_dir) once, checked against its sha256.
+  - Downloads every tarball into I(cache_dir) once, checked against its sha256; a tarball
+    whose sha256 is not the lock's (or the Debian index's) fails the module, naming the
+    package, the sha256 expected and the one found.
+  - Changes nothing but the cache, so it runs in check mode too.
 options:
   packages:
     type: list
@@ -63,15 +63,35 @@ lock:
   description: The lock (lock_version, r_version_min, repository, packages in install order).
   type: dict
   returned: success
+  sample:
+    lock_version: 1
+    r_version_min: "4.1"
+    repository: {kind: debian, suite: trixie}
+    packages: [{name: randomForest, version: 4.7-1.2, sha256: aad33227...a04b11}]
 tarballs:
   description: Each package with its tarball in the cache (name, version, url, sha256, path, bytes).
   type: list
+  elements: dict
   returned: success
+  sample:
+    - name: randomForest
+      version: 4.7-1.2
+      url: http://deb.debian.org/debian/pool/main/r/r-cran-randomforest/r-cran-randomforest_4.7-1.2.orig.tar.gz
+      sha256: aad33227...a04b11
+      path: /root/.cache/r-lambda/r-packages/randomForest_4.7-1.2.tar.gz
+      bytes: 81974
 source:
   description: C(names), C(lock) or C(renv.lock).
   type: str
   returned: success
+  sample: names
 """
+
+import json
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.r_lambda.release.plugins.module_utils import r_packages as rp
 
 
 def load_lock(path: str, repository: dict, cache_dir: str | None, keyring: str | None

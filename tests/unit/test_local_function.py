@@ -27,7 +27,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_lambda_invoke import FAKE_RIC  # noqa: E402
+from invoke_support import FAKE_RIC  # noqa: E402
 
 sys.path.insert(0, str(REPO / "roles" / "local_function" / "files"))
 from local_function.common import FrontError  # noqa: E402
