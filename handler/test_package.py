@@ -167,10 +167,12 @@ class PackageTest(unittest.TestCase):
         ri = admission_r_session.start_r()
         with admission_r_session.R_LOCK:
             library = os.path.join(str(ri.baseenv["R.home"]()[0]), "library")
+            # An installed package has its Meta/package.rds; a folder without one is none
+            # (Debian's R library holds "translations", only message catalogues).
             names = sorted(
                 name
                 for name in os.listdir(library)
-                if os.path.isfile(os.path.join(library, name, "DESCRIPTION"))
+                if os.path.isfile(os.path.join(library, name, "Meta", "package.rds"))
             )
             failed = {}
             for name in names:

@@ -296,8 +296,8 @@ def test_run_checks_passes_in_the_repository_and_writes_junit(
     done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
     assert done.returncode == 0, done.stdout + done.stderr
     # Skipped: the read-only check, which needs an unprivileged user (the clean host runs it).
-    assert done.stdout.splitlines()[-1] == "9 passed, 0 failed, 1 skipped"
-    assert _counts(suite) == {"tests": "10", "failures": "0", "errors": "0", "skipped": "1"}
+    assert done.stdout.splitlines()[-1] == "10 passed, 0 failed, 1 skipped"
+    assert _counts(suite) == {"tests": "11", "failures": "0", "errors": "0", "skipped": "1"}
     cases = suite.findall("testcase")
     assert {c.attrib["classname"] for c in cases} == {
         "test_handler.HandlerTest",
@@ -312,7 +312,7 @@ def test_libr_check_fails_when_libr_is_not_under_the_expected_directory(
     env = _child_env(trained_model.trimmed, R_HOME=r_home, EXPECT_LIBR_UNDER=str(tmp_path))
     done, suite = _run_checks(HANDLER_DIR, tmp_path / "junit.xml", env)
     assert done.returncode == 1
-    assert done.stdout.splitlines()[-1] == "7 passed, 1 failed, 2 skipped"
+    assert done.stdout.splitlines()[-1] == "8 passed, 1 failed, 2 skipped"
     failed = [c for c in suite.findall("testcase") if c.find("failure") is not None]
     assert [c.attrib["name"] for c in failed] == ["test_libr_is_loaded_from_the_expected_directory"]
     assert f"is not under {tmp_path}" in failed[0].find("failure").attrib["message"]
