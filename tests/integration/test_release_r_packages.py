@@ -7,7 +7,8 @@ The release ships a randomForest model with `lambda_package_model_packages: [ran
 mgcv]`; the clean host's own checks load every packaged R package and compare the handler
 with R's predict on a grid (test_package.py), and this test then fits a randomForest and a
 gam with the published layer's R in a container of the clean host's image (no R, no
-network), as Lambda would run it.
+network), as Lambda would run it. A second release, of an mgcv gam with the same packages
+(their installed library from the cache), is served as mgcv predicts on the clean host.
 """
 
 from __future__ import annotations
@@ -112,6 +113,51 @@ def test_the_clean_host_loaded_every_r_package_and_served_the_forest_as_r_predic
     assert "randomForest" in json.dumps(manifest["model"]["plan"])
     runtime = manifest["tests"]["runtime_client"]
     assert (runtime["passed"], runtime["failed"]) == (5, 0)
+
+
+FIT_GAM = """
+a <- commandArgs(TRUE); d <- read.csv(a[1])
+saveRDS(mgcv::gam(admit ~ s(gpa) + s(gre) + rank, data = transform(d, rank = factor(rank)),
+                  family = binomial), a[2])
+"""
+
+
+def test_a_gam_model_is_released_with_mgcv_and_served_as_r_predicts(
+    bucket: str, r_packages_release: dict, tmp_path: Path
+) -> None:
+    """A second model kind, an mgcv gam (fitted here with the controller's R), released as
+    one zip with the same packages: the installed library comes from the cache (the
+    release above built it), and on the clean host, through the packaged R, the handler's
+    probability is bitwise mgcv's predict(type = "response") on the grid (test_package.py)
+    and Lambda's runtime client answers every event."""
+    gam = tmp_path / "gam.rds"
+    subprocess.run(["Rscript", "-e", FIT_GAM, str(REPO / "handler/model/binary.csv"), str(gam)],
+                   check=True, capture_output=True, timeout=120)
+    run = run_playbook(
+        "playbooks/release.yml",
+        "-e", f"release_bucket={bucket}",
+        "-e", "release_force=true",
+        "-e", "package_test_memory_mb=512",
+        "-e", f"lambda_package_model_rds={gam}",
+        "-e", json.dumps({"lambda_package_model_packages": MODEL_PACKAGES}),
+        name="release-r-packages-gam",
+    ).check()
+    assert_no_hosts_left(run)
+    client = s3_client()
+    version = read_json(client, bucket, "releases/latest.json")["version"]
+    assert version != r_packages_release["version"]
+    manifest = read_json(client, bucket, f"releases/{version}/manifest.json")
+    assert manifest["status"] == "verified" and manifest["layout"] == "zip"
+    assert "predict.gam" in json.dumps(manifest["model"]["plan"])
+    assert {p["name"] for p in manifest["model_packages"]["packages"]} == RESOLVED
+    assert manifest["tests"]["failed"] == 0
+    assert (manifest["tests"]["runtime_client"]["passed"],
+            manifest["tests"]["runtime_client"]["failed"]) == (5, 0)
+    junit = client.get_object(Bucket=bucket, Key=f"releases/{version}/package-test.xml")
+    report = junit["Body"].read().decode()
+    assert 'name="test_predictions_are_identical_to_r_predict"' in report
+    assert "<failure" not in report and "<error" not in report
+    assert manifest["memory"]["memory_mb"] >= 256  # mgcv and Matrix: over 128 MB's margin
 
 
 # Fitted and predicted with the layer's R on the clean host's image: randomForest's and

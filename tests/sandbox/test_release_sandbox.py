@@ -194,9 +194,9 @@ def test_release_leaves_nothing_behind(sandbox: Sandbox, first_release: Run) -> 
 # kill, systemd or a scheduler's timeout would).
 INTERRUPTIONS = {
     "sigint-build": ("TASK [r_runtime : ", signal.SIGINT, True),
-    # After its first upload (the task that follows it), so that there is something to roll back.
+    # After its uploads (the task that follows them), so that there is something to roll back.
     "sigterm-publish": (
-        "publish_file | Note the sha256 the controller computed",
+        "publish | Note what this run uploaded and the sha256 the controller computed",
         signal.SIGTERM,
         False,
     ),
