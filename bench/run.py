@@ -593,27 +593,21 @@ def stand_in_figures(measured: dict[str, dict]) -> dict:
     return figures
 
 
-class Released(dict):
-    """Kind -> (zip, manifest, release seconds) of the package models released; failed:
-    kind -> {"error": ...} of those whose release failed (reported, as a stand-in failure is)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failed: dict[str, dict] = {}
-
-
-def release_package_models(bucket: str) -> Released:
-    """One release per model that needs R packages (bench/package_models.py)."""
-    released = Released()
+def release_package_models(bucket: str) -> tuple[dict, dict]:
+    """One release per model that needs R packages (bench/package_models.py): kind -> (zip,
+    manifest, release seconds) of those released, and kind -> {"error": ...} of those whose
+    release failed (reported, as a package failing in its stand-in is)."""
+    released: dict = {}
+    failed: dict[str, dict] = {}
     log(f"releases of models that need R packages: {', '.join(package_models.PACKAGE_MODELS)}")
     with tempfile.TemporaryDirectory(prefix="r-lambda-bench-models-") as tmp:
         for kind, model in package_models.fit(Path(tmp)).items():
             try:
                 released[kind] = package_models.release(kind, model, bucket, playbook)
-            except SystemExit as failed:
-                log(str(failed))
-                released.failed[kind] = {"error": str(failed)}
-    return released
+            except SystemExit as error:
+                log(str(error))
+                failed[kind] = {"error": str(error)}
+    return released, failed
 
 
 def main() -> int:
@@ -643,7 +637,7 @@ def main() -> int:
     figures.update(zip_figures(project_zip, ""))
     figures.update(zip_figures(baseline_zip, "baseline_"))
     figures.update(split_figures(project_zip))
-    released = release_package_models(args.bucket)
+    released, failed_models = release_package_models(args.bucket)
     # Each package with its own handler: the baseline's is the 2017 one (bench/handler_2017.py).
     measured = measure_in_stand_ins({"project": (project_zip, "handler"),
                                      "baseline": (baseline_zip, "handler_2017"),
@@ -659,7 +653,7 @@ def main() -> int:
         kind: package_models.figures(kind, kind_manifest, seconds, zip_figures(zip_path, ""),
                                      measured[kind])
         for kind, (zip_path, kind_manifest, seconds) in released.items()}
-    figures["package_models"].update(released.failed)
+    figures["package_models"].update(failed_models)
     # .ci/run times the README's test command before the bench and says whether this
     # machine had released before (its machine-wide cache held a built R) when it began.
     figures["make_test_s"] = float(os.environ["R_LAMBDA_MAKE_TEST_SECONDS"]) if os.environ.get(

@@ -52,31 +52,38 @@ saveRDS(randomForest::randomForest(admit ~ gre + gpa + rank, data = d, ntree = 1
 """
 
 
-@pytest.fixture(scope="module")
-def r_packages_release(bucket: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One layered release of a randomForest model (fitted here with the controller's R)
-    with randomForest and mgcv: about 9 min the first time on 2 busy cores (Matrix's
-    compilation 5.5 of them), 183 s once the installed library is in the cache. The
-    clean host is given 512 MB: its checks load every packaged namespace in one process,
-    mgcv's and Matrix's included, which 128 MB does not hold (killed, exit -9)."""
-    forest = tmp_path_factory.mktemp("model") / "forest.rds"
-    subprocess.run(["Rscript", "-e", FIT_FOREST, str(REPO / "handler/model/binary.csv"),
-                    str(forest)], check=True, capture_output=True, timeout=120)
+def release_model(bucket: str, fit: str, model: Path, name: str, *extra: str) -> dict:
+    """Fit a model with the controller's R (fit: R code given the data and the .rds path),
+    release it with MODEL_PACKAGES at a 512 MB target (the clean host's checks load every
+    packaged namespace, mgcv's and Matrix's included, in one process: 128 MB is killed);
+    the run, the version latest.json then names and its manifest."""
+    subprocess.run(["Rscript", "-e", fit, str(REPO / "handler/model/binary.csv"), str(model)],
+                   check=True, capture_output=True, timeout=120)
     run = run_playbook(
         "playbooks/release.yml",
         "-e", f"release_bucket={bucket}",
         "-e", "release_force=true",
-        "-e", "lambda_package_layer=true",
         "-e", "package_test_memory_mb=512",
-        "-e", f"lambda_package_model_rds={forest}",
+        "-e", f"lambda_package_model_rds={model}",
         "-e", json.dumps({"lambda_package_model_packages": MODEL_PACKAGES}),
-        name="release-r-packages",
+        *extra,
+        name=name,
     ).check()
     assert_no_hosts_left(run)
     client = s3_client()
     version = read_json(client, bucket, "releases/latest.json")["version"]
     return {"run": run, "version": version,
             "manifest": read_json(client, bucket, f"releases/{version}/manifest.json")}
+
+
+@pytest.fixture(scope="module")
+def r_packages_release(bucket: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One layered release of a randomForest model (fitted here with the controller's R)
+    with randomForest and mgcv: about 9 min the first time on 2 busy cores (Matrix's
+    compilation 5.5 of them), 183 s once the installed library is in the cache."""
+    forest = tmp_path_factory.mktemp("model") / "forest.rds"
+    return release_model(bucket, FIT_FOREST, forest, "release-r-packages",
+                         "-e", "lambda_package_layer=true")
 
 
 def test_the_release_records_what_was_resolved_and_what_each_package_weighs(
@@ -130,23 +137,10 @@ def test_a_gam_model_is_released_with_mgcv_and_served_as_r_predicts(
     release above built it), and on the clean host, through the packaged R, the handler's
     probability is bitwise mgcv's predict(type = "response") on the grid (test_package.py)
     and Lambda's runtime client answers every event."""
-    gam = tmp_path / "gam.rds"
-    subprocess.run(["Rscript", "-e", FIT_GAM, str(REPO / "handler/model/binary.csv"), str(gam)],
-                   check=True, capture_output=True, timeout=120)
-    run = run_playbook(
-        "playbooks/release.yml",
-        "-e", f"release_bucket={bucket}",
-        "-e", "release_force=true",
-        "-e", "package_test_memory_mb=512",
-        "-e", f"lambda_package_model_rds={gam}",
-        "-e", json.dumps({"lambda_package_model_packages": MODEL_PACKAGES}),
-        name="release-r-packages-gam",
-    ).check()
-    assert_no_hosts_left(run)
+    released = release_model(bucket, FIT_GAM, tmp_path / "gam.rds", "release-r-packages-gam")
     client = s3_client()
-    version = read_json(client, bucket, "releases/latest.json")["version"]
+    version, manifest = released["version"], released["manifest"]
     assert version != r_packages_release["version"]
-    manifest = read_json(client, bucket, f"releases/{version}/manifest.json")
     assert manifest["status"] == "verified" and manifest["layout"] == "zip"
     assert "predict.gam" in json.dumps(manifest["model"]["plan"])
     assert {p["name"] for p in manifest["model_packages"]["packages"]} == RESOLVED
