@@ -17,12 +17,14 @@ import botocore.session
 from release_runs import LOG_DIR, REPO, VENV_BIN, Run, Started, ansible_env, containers
 
 AWS_STATE, AWS_PROFILE = REPO / ".state" / "aws", "r-lambda-local"
+# The local S3's port, as role local_s3 reads it (R_LAMBDA_LOCAL_S3_PORT, else 8333).
+S3_PORT = int(os.environ.get("R_LAMBDA_LOCAL_S3_PORT", "8333"))
 
 
 def s3_port_open() -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", 8333)) == 0
+        return sock.connect_ex(("127.0.0.1", S3_PORT)) == 0
 
 
 def run_playbook(playbook: str, *extra: str, name: str) -> Run:
