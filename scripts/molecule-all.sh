@@ -119,6 +119,13 @@ for name in "${scenarios[@]}"; do
 done
 
 [[ -n $background ]] && finish_background
+# The scenarios' own S3 (.state/molecule/seaweedfs, R_LAMBDA_MOLECULE_S3_PORT) is theirs
+# alone: stopped once they are done, its data kept.
+if [[ -d .state/molecule/seaweedfs ]]; then
+  R_LAMBDA_LOCAL_S3_PORT=${R_LAMBDA_MOLECULE_S3_PORT:-8334} ansible-playbook playbooks/local_s3.yml \
+    -e local_s3_state=absent -e local_s3_state_dir="$PWD/.state/molecule/seaweedfs" >/dev/null \
+    || log "could not stop the scenarios' S3 (.state/molecule/seaweedfs)"
+fi
 summary="${#scenarios[@]} scenarios in $((SECONDS - total_start)) s: ${#passed[@]} passed"
 ((${#failed[@]})) && summary+=", ${#failed[@]} failed (${failed[*]})"
 ((${#skipped[@]})) && summary+=", ${#skipped[@]} skipped (${skipped[*]})"
