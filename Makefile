@@ -67,18 +67,22 @@ test-integration: bootstrap
 test-sandbox: bootstrap
 	$(BIN)/pytest -m slow tests/sandbox --durations=0 --durations-min=30 $(PYTEST_ARGS)
 
-# Molecule scenarios that use no local S3 (their own containers or moto server only).
-MOLECULE_WITHOUT_S3 := local_hosts r_runtime r_runtime_source target_python ec2_host
+# Molecule scenarios that use an S3 (the scenarios' own, .state/molecule, one after the
+# other since local_s3's restarts it), with lambda_package, whose zip package_test tests.
+MOLECULE_WITH_S3 := local_s3 artifact_store deploy ami_watch lambda_package package_test
 
-# Side by side: the local platform's releases then the Molecule scenarios that use the
-# local S3 (one after the other), and the sandbox's releases (no local S3) then the
-# scenarios that need none, so that the two streams end at about the same time.
+# Two streams side by side, CPU-bound on 2 cores, so that they end at about the same time:
+# the local platform's releases then the Molecule scenarios with hosts of their own and no
+# S3; $(1) (make test: lint and the fast tests), the sandbox's releases, then the scenarios
+# with an S3. Each stream runs every part whatever failed before it, and fails if any did.
+streams = scripts/side-by-side \
+  local "$(MAKE) --no-print-directory -k test-integration molecule \
+    MOLECULE_ARGS='--except $(MOLECULE_WITH_S3)'" \
+  sandbox "$(MAKE) --no-print-directory -k $(1) test-sandbox molecule \
+    MOLECULE_ARGS='$(MOLECULE_WITH_S3)'"
+
 test-platforms: bootstrap
-	@scripts/side-by-side \
-	  local "$(MAKE) --no-print-directory -k test-integration molecule \
-	    MOLECULE_ARGS='--except $(MOLECULE_WITHOUT_S3)'" \
-	  sandbox "$(MAKE) --no-print-directory -k test-sandbox molecule \
-	    MOLECULE_ARGS='$(MOLECULE_WITHOUT_S3)'"
+	@$(call streams,)
 
 # Every scenario; MOLECULE_ARGS: scenario names, or --except and names.
 molecule: bootstrap
@@ -87,7 +91,8 @@ molecule: bootstrap
 bench: bootstrap
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-test: lint test-unit test-platforms
+test: bootstrap
+	@$(call streams,lint test-unit)
 
 stop-s3: bootstrap
 	$(BIN)/ansible-playbook playbooks/local_s3.yml -e local_s3_state=absent

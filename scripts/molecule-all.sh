@@ -3,8 +3,8 @@
 # dependencies, and print how long each took:
 #   scripts/molecule-all.sh                 every scenario under molecule/
 #   scripts/molecule-all.sh r_runtime ...   only these, in the order given
-#   scripts/molecule-all.sh --except a b    every scenario but these (make test-platforms
-#                                           runs the ones that need no local S3 beside it)
+#   scripts/molecule-all.sh --except a b    every scenario but these (make test runs the
+#                                           ones with an S3 in one stream, the rest in the other)
 # First makes sure the podman scenarios' base images exist under their stable aliases
 # (localhost/r-lambda-base:bookworm, :bullseye, :trixie). lambda_package leaves .state/molecule/admission.zip
 # for package_test, so it runs first (alongside the others when all run); package_test is
