@@ -15,9 +15,25 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for --import-mode=importlib
 
-# Sandbox files that start no release: run first.
-R_FREE_FIRST = ("test_ec2_host_sandbox.py", "test_iam_policy.py")
+# The sandbox's files in this order: first those that start no release (while the local
+# suite builds R), then the first release, the interrupted and failed releases (they
+# compare with the first release's latest.json, which must still be latest), then the
+# deploys, whose spline release becomes latest. Other files keep their order.
+ORDER = (
+    "test_ec2_host_sandbox.py",
+    "test_iam_policy.py",
+    "test_ami_watch_sandbox.py",
+    "test_release_sandbox.py",
+    "test_release_sandbox_failures.py",
+    "test_deploy_sandbox.py",
+)
+# Reads what every other sandbox test made the playbooks call (moto's recording): last.
+LAST = ("test_every_aws_call_the_playbooks_made_is_in_the_iam_policy",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name not in R_FREE_FIRST)  # stable otherwise
+    def rank(item: pytest.Item) -> tuple[bool, int]:
+        name = item.path.name
+        return item.name in LAST, ORDER.index(name) if name in ORDER else len(ORDER)
+
+    items.sort(key=rank)  # stable: tests keep their order within a file

@@ -14,8 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for --import-mode=importlib
 
-from release_runs import LOG_DIR
-from sandbox_support import Sandbox, remove_containers, start_moto, stop_moto
+from release_runs import LOG_DIR, Run
+from sandbox_support import BUCKET, Sandbox, remove_containers, start_moto, stop_moto
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,18 @@ def sandbox() -> Iterator[Sandbox]:
         for run_id in box.runs:
             remove_containers(run_id)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def release_bucket(sandbox: Sandbox) -> str:
+    """The bucket, set up once by its administrator: releases never create it."""
+    sandbox.timings["bucket"] = sandbox.set_up_bucket(BUCKET).seconds
+    return BUCKET
+
+
+@pytest.fixture(scope="session")
+def first_release(sandbox: Sandbox, release_bucket: str) -> Run:
+    """The sandbox's release as ops run it, read by the tests of several files."""
+    run = sandbox.release(name="release")
+    sandbox.timings["release"] = run.seconds
+    return run.check()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -306,3 +307,24 @@ def recorded_requests(sandbox: Sandbox) -> Iterator[dict]:
                 at = end
                 while at < len(text) and text[at].isspace():
                     at += 1
+
+
+# The release bucket of the sandbox's release tests (conftest.py's release_bucket sets it up).
+BUCKET = "r-lambda-releases"
+
+
+def changed(output: str, task: str) -> bool:
+    """Whether the named task reported a change (it created something)."""
+    return (
+        re.search(
+            rf"TASK \[[^\]]*{re.escape(task)}[^\]]*\][^\n]*\n[^\n]*\n(changed|included)", output
+        )
+        is not None
+    )
+
+
+def run_instances(sandbox: Sandbox, run_id: str) -> list[dict]:
+    reservations = sandbox.client("ec2").describe_instances(
+        Filters=[{"Name": "tag:run_id", "Values": [run_id]}]
+    )["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
