@@ -73,8 +73,11 @@ class CallbackModule(CallbackBase):
                 self.ansible_handler(signal.SIGINT, frame)
             raise KeyboardInterrupt
         if callable(self.ansible_handler):
-            # Ansible's own: passes the signal to its workers, which stop their tasks.
-            with contextlib.suppress(KeyboardInterrupt):
+            # Ansible's own: passes the signal to its workers, which stop their tasks. It
+            # can fail on a worker that just ended (ValueError "process object is closed",
+            # when the signal lands as the strategy starts the next worker): the teardown
+            # must run all the same (the reap removes the hosts their tasks were on).
+            with contextlib.suppress(KeyboardInterrupt, ValueError):
                 self.ansible_handler(signal.SIGINT, frame)
         # A second signal must not stop the teardown half-way.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
