@@ -14,6 +14,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for --import-mode=importlib
 
+# The shared release runs, session fixtures that every file's tests may read.
+from release_fixtures import deploys as deploys
+from release_fixtures import execution_role as execution_role
+from release_fixtures import failed_releases as failed_releases
+from release_fixtures import interrupted_releases as interrupted_releases
+from release_fixtures import spline_release as spline_release
 from release_runs import LOG_DIR, Run
 from sandbox_support import BUCKET, Sandbox, remove_containers, start_moto, stop_moto
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import subprocess
 import zipfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from release_runs import REPO, Run
+from release_fixtures import FUNCTION, PAGE_ORIGIN, deploys_of
+from release_runs import Run
 from sandbox_support import (
     BUCKET,
     NOTHING_LEFT,
@@ -25,37 +25,6 @@ from sandbox_support import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("release_bucket")]
-
-
-@pytest.fixture(scope="module")
-def spline_release(sandbox: Sandbox, first_release: Run) -> tuple[Run, Path]:
-    """A release of an operator's model with splines::ns() (tests/handler/fit_models.R)."""
-    subprocess.run(
-        [
-            "Rscript",
-            str(REPO / "tests/handler/fit_models.R"),
-            str(REPO / "handler/model/binary.csv"),
-            str(sandbox.workdir),
-            "spline",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    model = sandbox.workdir / "spline.rds"
-    # Layered (function.zip over a shared layer): the deploys put this release live, and so
-    # prove the layered deploy without a release of their own.
-    run = sandbox.release(
-        "-e",
-        f"lambda_package_model_rds={model}",
-        "-e",
-        "lambda_package_layer=true",
-        "-e",
-        "release_version=sbx-spline",
-        name="release-spline-model",
-    )
-    sandbox.timings["release-spline-model"] = run.seconds
-    return run, model
 
 
 def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exactly(
@@ -84,148 +53,6 @@ def test_a_spline_model_ships_with_the_r_package_it_needs_and_is_predicted_exact
     body = layer["Body"].read()
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
         assert "R/library/splines/NAMESPACE" in archive.namelist()
-
-
-# --- Deploy (playbooks/deploy.yml) against moto's Lambda API --------------------------
-
-FUNCTION = "r-lambda-admission"
-EXECUTION_ROLE = "r-lambda-admission"
-# The page allowed to call the function URL from a browser (the 2017 series' front end).
-PAGE_ORIGIN = "https://admissions.example.org"
-
-
-@pytest.fixture(scope="module")
-def execution_role(sandbox: Sandbox) -> str:
-    """The function's execution role, made as an account's administrator would (the project
-    never creates IAM roles); moto refuses a function whose role does not exist."""
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    role = sandbox.client("iam").create_role(
-        RoleName=EXECUTION_ROLE, AssumeRolePolicyDocument=json.dumps(trust)
-    )
-    return role["Role"]["Arn"]
-
-
-def deploy(sandbox: Sandbox, role: str, *extra: str, name: str) -> Run:
-    run = sandbox.playbook(
-        "playbooks/deploy.yml",
-        "-e",
-        f"deploy_role_arn={role}",
-        "-e",
-        f"deploy_dist_dir={sandbox.workdir / 'deploy-dist'}",
-        "-e",
-        f"deploy_state_dir={sandbox.workdir / 'deploy-state'}",
-        *extra,
-        name=f"deploy-{name}",
-    )
-    sandbox.timings[f"deploy-{name}"] = run.seconds
-    return run
-
-
-def alias_version(sandbox: Sandbox) -> str | None:
-    try:
-        return sandbox.client("lambda").get_alias(FunctionName=FUNCTION, Name="live")[
-            "FunctionVersion"
-        ]
-    except sandbox.client("lambda").exceptions.ResourceNotFoundException:
-        return None
-
-
-def function_url(sandbox: Sandbox) -> dict | None:
-    """The alias's function URL configuration and resource-policy statements, or None."""
-    client = sandbox.client("lambda")
-    try:
-        config = client.get_function_url_config(FunctionName=FUNCTION, Qualifier="live")
-    except client.exceptions.ResourceNotFoundException:
-        return None
-    try:
-        policy = json.loads(client.get_policy(FunctionName=FUNCTION, Qualifier="live")["Policy"])
-    except client.exceptions.ResourceNotFoundException:
-        policy = {"Statement": []}
-    return {
-        "url": config["FunctionUrl"],
-        "auth_type": config["AuthType"],
-        "cors": config.get("Cors"),
-        "statements": {item["Sid"]: item for item in policy["Statement"]},
-    }
-
-
-def deploys_of(sandbox: Sandbox, version: str) -> list[dict]:
-    body = sandbox.client("s3").get_object(Bucket=BUCKET, Key=f"releases/{version}/deploys.jsonl")
-    return [json.loads(line) for line in body["Body"].read().decode().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def deploys(
-    sandbox: Sandbox, first_release: Run, spline_release: tuple[Run, Path], execution_role: str
-) -> dict[str, object]:
-    """In order: the first release's version (first deploy), latest.json's (the spline
-    release, layered: an update that publishes the layer version first), a deploy whose
-    smoke test fails, the rollback to the first version (the layer detached), and a
-    release that is not verified."""
-    spline_release[0].check()
-    first = json.loads((sandbox.workdir / "release" / "dist" / "release.json").read_text())[
-        "version"
-    ]
-    seen: dict[str, object] = {"first_version": first}
-    seen["first"] = deploy(sandbox, execution_role, "-e", f"deploy_version={first}", name="first")
-    seen["alias_after_first"] = alias_version(sandbox)
-    seen["latest_at_update"] = read_json(sandbox, BUCKET, "releases/latest.json")["version"]
-    seen["url_after_first"] = function_url(sandbox)
-    # The update also puts a public function URL in front of the alias, CORS for one origin.
-    seen["update"] = deploy(
-        sandbox,
-        execution_role,
-        "-e",
-        json.dumps(
-            {
-                "deploy_function_url": True,
-                "deploy_function_url_auth_type": "NONE",
-                "deploy_function_url_cors_origins": [PAGE_ORIGIN],
-            }
-        ),
-        name="update",
-    )
-    seen["alias_after_update"] = alias_version(sandbox)
-    seen["url_after_update"] = function_url(sandbox)
-    seen["deploy_json_after_update"] = json.loads(
-        (sandbox.workdir / "deploy-dist" / "deploy.json").read_text()
-    )
-    seen["smoke_fails"] = deploy(
-        sandbox,
-        execution_role,
-        "-e",
-        f"deploy_version={first}",
-        "-e",
-        '{"deploy_environment": {"MODEL_PATH": "/var/task/no-such-model.rds"}}',
-        name="smoke-fails",
-    )
-    seen["alias_after_smoke_fails"] = alias_version(sandbox)
-    seen["url_after_smoke_fails"] = function_url(sandbox)
-    seen["rollback"] = deploy(
-        sandbox, execution_role, "-e", f"deploy_version={first}", name="rollback"
-    )
-    seen["alias_after_rollback"] = alias_version(sandbox)
-    seen["url_after_rollback"] = function_url(sandbox)  # deploy_function_url false: removed
-    # A release that was published but never verified: its manifest says candidate.
-    candidate = read_json(sandbox, BUCKET, f"releases/{first}/manifest.json")
-    candidate.update(status="candidate", version="sbx-candidate")
-    sandbox.client("s3").put_object(
-        Bucket=BUCKET, Key="releases/sbx-candidate/manifest.json", Body=json.dumps(candidate)
-    )
-    seen["unverified"] = deploy(
-        sandbox, execution_role, "-e", "deploy_version=sbx-candidate", name="unverified"
-    )
-    seen["alias_after_unverified"] = alias_version(sandbox)
-    return seen
 
 
 def test_a_first_deploy_creates_the_function_publishes_a_version_and_points_the_alias(
