@@ -27,9 +27,8 @@ Runs, on the local platform:
    request's answer, how long idle sockets stayed open, the front's memory).
    `--local-endpoint-only` measures only these, for the latest release's zip, and updates
    an existing dist/bench.json.
-5. models that need R packages (bench/package_models.py: a randomForest forest, an mgcv
-   gam and a ranger probability forest, fitted on the UCLA data): one release each with
-   its packages, then measured
+5. models that need R packages (bench/package_models.py: a randomForest forest and an
+   mgcv gam, fitted on the UCLA data): one release each with its package, then measured
    in their own stand-ins beside the project's (`package_models`: packages shipped, zip
    and unzipped size, the memory the release chose, cold start, warm call, batch of
    1,000, peak RSS, the path the handler takes).

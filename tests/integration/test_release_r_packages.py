@@ -4,12 +4,10 @@ against its sha256 on the controller, compiled on the build host with the releas
 shipped in the layer's R library, and loaded on a clean host that has no R.
 
 The release ships a randomForest model with `lambda_package_model_packages: [randomForest,
-mgcv, ranger]` (ranger is C++: Rcpp and RcppEigen compile in the same installed library);
-the clean host's own checks load every packaged R package and compare the handler with R's
-predict on a grid (test_package.py), and this test then fits a randomForest, a gam and a
-ranger probability forest with the published layer's R in a container of the clean host's
-image (no R, no network), as Lambda would run it: the handler serves the ranger forest as
-ranger predicts, to the bit. A second release, of an mgcv gam with the same packages
+mgcv]`; the clean host's own checks load every packaged R package and compare the handler
+with R's predict on a grid (test_package.py), and this test then fits a randomForest and a
+gam with the published layer's R in a container of the clean host's image (no R, no
+network), as Lambda would run it. A second release, of an mgcv gam with the same packages
 (their installed library from the cache), is served as mgcv predicts on the clean host.
 """
 
@@ -40,12 +38,10 @@ from r_repos import served
 
 pytestmark = pytest.mark.slow
 
-# One package set for every release here, the gam's included, and bench/package_models.py's
-# gam and ranger: one installed library, compiled once per machine and then cached.
-MODEL_PACKAGES = ["randomForest", "mgcv", "ranger"]
-# What they need, resolved against Debian's archive (mgcv: Matrix, nlme; Matrix: lattice;
-# ranger: Rcpp, Matrix, and RcppEigen's headers), in install order.
-RESOLVED = {"lattice", "Matrix", "nlme", "mgcv", "randomForest", "Rcpp", "RcppEigen", "ranger"}
+MODEL_PACKAGES = ["randomForest", "mgcv"]
+# What randomForest and mgcv need, resolved against Debian's archive (mgcv: Matrix, nlme;
+# Matrix: lattice), in install order.
+RESOLVED = {"lattice", "Matrix", "nlme", "mgcv", "randomForest"}
 CLEAN_IMAGE = "localhost/r-lambda-base:trixie"
 
 
@@ -101,10 +97,6 @@ def test_the_release_records_what_was_resolved_and_what_each_package_weighs(
     names = [p["name"] for p in resolved["packages"]]
     assert set(names) == RESOLVED
     assert names.index("Matrix") < names.index("mgcv") and names.index("nlme") < names.index("mgcv")
-    assert names.index("Rcpp") < names.index("RcppEigen") < names.index("ranger")
-    assert names.index("Matrix") < names.index("ranger")
-    ranger = next(p for p in resolved["packages"] if p["name"] == "ranger")
-    assert set(ranger["needs"]) == {"Rcpp", "Matrix"}
     for package in resolved["packages"]:
         assert package["url"].startswith("http://deb.debian.org/debian/pool/main/")
         assert len(package["sha256"]) == 64
@@ -184,123 +176,33 @@ print(json.dumps(list(out)))
 """
 
 
-@pytest.fixture(scope="module")
-def unpacked_layer(bucket: str, r_packages_release: dict,
-                   tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The published layer and function zips of the release, unpacked as Lambda unpacks
-    them (/opt and /var/task)."""
+def test_randomforest_and_mgcv_fit_and_predict_with_the_layers_r_on_a_host_without_r(
+    bucket: str, r_packages_release: dict, tmp_path: Path
+) -> None:
     client = s3_client()
     manifest = r_packages_release["manifest"]
-    tmp = tmp_path_factory.mktemp("unpacked")
-    unpacked = {"layer": tmp / "opt", "function": tmp / "task"}
-    for key, dest in ((manifest["layer"]["key"], unpacked["layer"]),
-                      (manifest["function"]["key"], unpacked["function"])):
-        archive = tmp / Path(key).name
+    layer, function = tmp_path / "opt", tmp_path / "task"
+    for key, dest in ((manifest["layer"]["key"], layer), (manifest["function"]["key"], function)):
+        archive = tmp_path / Path(key).name
         client.download_file(bucket, key, str(archive))
         with zipfile.ZipFile(archive) as opened:
             opened.extractall(dest)
-    return unpacked
+    for folder in (layer / "R/library/randomForest/libs", layer / "R/library/mgcv/libs"):
+        assert any(folder.glob("*.so")), folder
 
-
-def stand_in(unpacked: dict[str, Path], *argv: str) -> subprocess.CompletedProcess:
-    """python3.13 -c argv... in a container of the clean host's image (no R, no network,
-    read-only but /tmp, 512 MB) with the layer at /opt, the function at /var/task and the
-    UCLA data at /data/binary.csv, Lambda's library path and sys.path; it fails at once if
-    the image has an R."""
-    return subprocess.run(
+    done = subprocess.run(
         ["podman", "run", "--rm", "--network=none", "--read-only", "--tmpfs", "/tmp",
-         "--memory=512m", "-v", f"{unpacked['layer']}:/opt:ro",
-         "-v", f"{unpacked['function']}:/var/task:ro",
+         "--memory=512m", "-v", f"{layer}:/opt:ro", "-v", f"{function}:/var/task:ro",
          "-v", f"{REPO / 'handler/model/binary.csv'}:/data/binary.csv:ro", "-w", "/var/task",
          "-e", "LD_LIBRARY_PATH=/var/lang/lib:/lib64:/usr/lib64:/var/task/lib:/opt/lib",
          "-e", "PYTHONPATH=/var/task:/opt/python", "-e", "PYTHONDONTWRITEBYTECODE=1",
-         CLEAN_IMAGE, "sh", "-c", 'test ! -e /usr/lib/R && exec python3.13 -c "$@"', "sh",
-         *argv],
+         CLEAN_IMAGE, "sh", "-c", 'test ! -e /usr/lib/R && exec python3.13 -c "$0" "$1"',
+         STAND_IN, FIT],
         capture_output=True, text=True, timeout=300, check=False,
     )
-
-
-def test_randomforest_and_mgcv_fit_and_predict_with_the_layers_r_on_a_host_without_r(
-    unpacked_layer: dict[str, Path],
-) -> None:
-    layer = unpacked_layer["layer"]
-    for package in ("randomForest", "mgcv", "Rcpp", "RcppEigen", "ranger"):
-        assert any((layer / "R/library" / package / "libs").glob("*.so")), package
-
-    done = stand_in(unpacked_layer, STAND_IN, FIT)
     assert done.returncode == 0, done.stderr[-3000:]
     answers = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(answers) == 6 and all(0 <= p <= 1 for p in answers), answers
-
-
-# A ranger probability forest (C++, through Rcpp) fitted with the layer's R, and R's own
-# prediction of it on the grid (the doubles Python gives, no decimal text on the way):
-# predict(...)$predictions[, "1"], as handler/README.md says the handler predicts.
-FIT_RANGER = r"""
-function(gre, gpa, rank) {
-  d <- utils::read.csv("/data/binary.csv")
-  d$admit <- factor(d$admit)
-  set.seed(42)
-  m <- ranger::ranger(admit ~ gre + gpa + rank, data = d, probability = TRUE, num.trees = 100)
-  saveRDS(m, "/tmp/ranger.rds")
-  stats::predict(m, data.frame(gre = gre, gpa = gpa, rank = rank))$predictions[, "1"]
-}
-"""
-
-# The grid, R's answer, then the handler's for the saved forest (MODEL_PATH), in batches
-# and one by one, each as the hex of its double; the shared objects the process mapped.
-RANGER_STAND_IN = """
-import json, os, sys
-import admission_r_session
-grid = [(gre, gpa, rank) for rank in (1.0, 2.0, 3.0, 4.0)
-        for gre in (200.0, 200.00000000000003, 317.5, 520.0, 580.0, 666.6, 799.9999999999999, 800.0)
-        for gpa in (0.0, 5e-324, 1.13, 2.5, 3.07, 3.3333, 3.9999999999999996, 4.0)]
-ri = admission_r_session.start_r()
-fit = ri.baseenv["eval"](ri.parse(sys.argv[1]))
-expected = fit(*(ri.FloatSexpVector([row[i] for row in grid]) for i in range(3)))
-os.environ["MODEL_PATH"] = "/tmp/ranger.rds"
-import handler
-model = handler.get_model()
-rows = [{"gre": g, "gpa": p, "rank": r} for g, p, r in grid]
-batches = [v for start in range(0, len(rows), 50)
-           for v in handler.admit_probabilities(rows[start:start + 50])]
-with open("/proc/self/maps") as maps:
-    mapped = sorted({line.split(None, 5)[-1].strip() for line in maps
-                     if "/ranger.so" in line or "/Rcpp.so" in line or "libstdc++" in line})
-print(json.dumps({
-    "call": model.call, "packages": list(model.packages),
-    "expected": [float(v).hex() for v in expected],
-    "batch": [v.hex() for v in batches],
-    "singles": [handler.admit_probability(g, p, r).hex() for g, p, r in grid],
-    "answer": handler.lambda_handler({"gre": 800, "gpa": 4, "rank": 1}, None),
-    "mapped": mapped}))
-"""
-
-
-def test_a_ranger_forest_fitted_with_the_layers_r_is_served_bitwise_as_ranger_predicts(
-    unpacked_layer: dict[str, Path],
-) -> None:
-    """ranger (C++: Rcpp, RcppEigen's headers) compiled by the release, passed by the
-    GLIBCXX/CXXABI gates and shipped in the layer: in a container with no R, the layer's R
-    fits a probability forest and predicts the grid, and the handler, given that forest,
-    answers every applicant of it with the very double ranger gave, in batches and singly."""
-    done = stand_in(unpacked_layer, RANGER_STAND_IN, FIT_RANGER)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-
-    assert report["call"] == 'ranger:::predict.ranger(model, newdata)$predictions[, "1"]'
-    assert report["packages"] == ["ranger"]
-    expected = report["expected"]
-    assert len(expected) == 4 * 8 * 8 and len(set(expected)) > 20  # tells applicants apart
-    assert all(0 <= float.fromhex(v) <= 1 for v in expected)
-    assert report["batch"] == expected
-    assert report["singles"] == expected
-    top = float.fromhex(expected[-1 - 8 * 8 * 3])  # gre 800, gpa 4, rank 1
-    assert report["answer"] == {"result": top > 0.5, "probability": top}
-    # The layer's ranger and Rcpp, and the C++ runtime the release bundled with them.
-    assert "/opt/R/library/ranger/libs/ranger.so" in report["mapped"]
-    assert "/opt/R/library/Rcpp/libs/Rcpp.so" in report["mapped"]
-    assert any(path.startswith("/opt/lib/libstdc++.so") for path in report["mapped"]), report
 
 
 def test_a_lock_with_a_wrong_sha256_stops_the_release_before_anything_is_built(
