@@ -1,14 +1,15 @@
 # Fit admission models of the kinds other than glm and lm (and some the handler must
-# refuse), each saved as OUT_DIR/<kind>.rds.
+# refuse), each saved as OUT_DIR/<kind>.rds: every kind, or only those named.
 #
-#   Rscript tests/handler/fit_model_kinds.R DATA.csv OUT_DIR
+#   Rscript tests/handler/fit_model_kinds.R DATA.csv OUT_DIR [KIND...]
 #
-# Each fit runs in a fresh R session, as at a prompt. The seed is fixed: the forests are
-# the same on every run. test_model_kinds.py compares the handler with R's own predict().
+# Each fit runs in a fresh R session, as at a prompt. The seed is set before each fit: a
+# forest is the same on every run, fitted alone or with the others. test_model_kinds.py
+# compares the handler with R's own predict().
 
 args <- commandArgs(trailingOnly = TRUE)
-if (length(args) != 2) {
-  message("usage: Rscript fit_model_kinds.R DATA.csv OUT_DIR")
+if (length(args) < 2) {
+  message("usage: Rscript fit_model_kinds.R DATA.csv OUT_DIR [KIND...]")
   quit(save = "no", status = 2)
 }
 data <- read.csv(args[[1]])
@@ -48,8 +49,11 @@ refused <- list(
   unheard_of_class = quote(structure(list(), class = "admission_oracle"))
 )
 
-set.seed(20171)
-for (kind in names(fits)) {
-  saveRDS(eval(fits[[kind]]), file.path(out_dir, paste0(kind, ".rds")))
+every <- c(fits, refused)
+kinds <- if (length(args) > 2) args[-(1:2)] else names(every)
+unknown <- setdiff(kinds, names(every))
+if (length(unknown)) stop("unknown kind(s): ", paste(unknown, collapse = ", "))
+for (kind in kinds) {
+  set.seed(20171)
+  saveRDS(eval(every[[kind]]), file.path(out_dir, paste0(kind, ".rds")))
 }
-for (kind in names(refused)) saveRDS(eval(refused[[kind]]), file.path(out_dir, paste0(kind, ".rds")))

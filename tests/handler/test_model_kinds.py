@@ -231,7 +231,9 @@ def test_check_model_command_reports_the_method_and_packages_of_a_forest(
 MODEL_YML = HANDLER_DIR.parent / "roles" / "lambda_package" / "tasks" / "model.yml"
 
 
-def _build_host_check(model: Path, r_packages: Sequence[str] = ("base", "stats")) -> Any:
+def _build_host_check(
+    model: Path, r_packages: Sequence[str] = ("base", "stats"), env: Mapping[str, str] | None = None
+) -> Any:
     """lambda_package's model.yml step "Find the R packages predicting with the model needs",
     as it runs on the build host: the task's own R code and environment, this R."""
     tasks = {task["name"]: task for task in yaml.safe_load(MODEL_YML.read_text())}
@@ -245,7 +247,7 @@ def _build_host_check(model: Path, r_packages: Sequence[str] = ("base", "stats")
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **task["environment"]},
+        env={**os.environ, **task["environment"], **(env or {})},
     )
 
 
@@ -267,3 +269,20 @@ def test_build_host_refuses_a_model_the_handler_cannot_serve_with_the_handlers_m
     done = _build_host_check(fitted_kinds / f"{kind}.rds")
     assert done.returncode == 1
     assert done.stderr.startswith(f"Error: {REFUSED[kind]}\n")
+
+
+def test_build_host_refuses_a_model_whose_package_the_release_does_not_list_naming_it(
+    fitted_kinds: Path, tmp_path: Path
+) -> None:
+    """As on a release's build host whose R library has only the listed packages (here
+    none: R's own library, Debian's site library hidden), the check names the package to
+    add to lambda_package_model_packages (test_release_local.py: through a real release)."""
+    empty = str(tmp_path)
+    done = _build_host_check(
+        fitted_kinds / "random_forest.rds", env={"R_LIBS_SITE": empty, "R_LIBS_USER": empty}
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        "Error: the model is of class 'randomForest.formula', 'randomForest', predicted by R "
+        f"package 'randomForest', which is not in this R: add 'randomForest' {SETTING}\n"
+    )

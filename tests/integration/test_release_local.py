@@ -530,16 +530,34 @@ def _release_with_model(bucket: str, model: Path, name: str):
 def test_a_model_the_handler_cannot_serve_fails_the_release_before_publishing(
     bucket: str, first_release: dict, tmp_path: Path
 ) -> None:
+    """A randomForest forest (fitted with the controller's R, whose Debian site library has
+    r-cran-randomforest) released without lambda_package_model_packages: the build host's
+    R (the release's, with no randomForest) refuses it with the handler's own message,
+    naming the package to list, and the release fails before publishing. (The handler's
+    other refusals, a variable requests do not carry among them, are the same step's:
+    tests/handler/test_model_kinds.py runs it with each.)"""
     client = s3_client()
     before = keys(client, bucket)
     latest_before = read_json(client, bucket, "releases/latest.json")
-    model = _fit("extra_variable", tmp_path)
+    subprocess.run(
+        ["Rscript", str(REPO / "tests/handler/fit_model_kinds.R"),
+         str(REPO / "handler/model/binary.csv"), str(tmp_path), "random_forest"],
+        check=True, capture_output=True, timeout=120,
+    )
+    model = tmp_path / "random_forest.rds"
 
     run = _release_with_model(bucket, model, name="release-unservable-model")
 
     assert run.returncode != 0
-    assert f"The model from lambda_package_model_rds={model} cannot be served" in run.output
-    assert "the model uses variable 'gender', which the handler cannot supply" in run.output
+    assert "The build failed" in run.output
+    assert (
+        f"The model from lambda_package_model_rds={model} cannot be served: the model is of "
+        "class 'randomForest.formula', 'randomForest', predicted by R package 'randomForest', "
+        "which is not in this R: add 'randomForest' to the setting "
+        "lambda_package_model_packages"
+    ) in run.output
+    assert "TASK [lambda_package : model | Fail when the handler cannot serve" in run.output
+    assert "TASK [lambda_package : assemble" not in run.output  # stopped at the model step
     assert keys(client, bucket) == before
     assert read_json(client, bucket, "releases/latest.json") == latest_before
     assert_no_hosts_left(run)
