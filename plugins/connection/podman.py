@@ -123,7 +123,7 @@ class Connection(PodmanConnection):
         except OSError:
             container_id = ""
         if not container_id or not (RUNC_ROOT / container_id / "state.json").is_file():
-            rc, out, _ = super()._podman("inspect", ["--format", "{{.Id}}"])
+            rc, out, _err = super()._podman("inspect", ["--format", "{{.Id}}"])
             container_id = out.decode().strip() if rc == 0 else ""
             if not container_id or "/" in container_id:
                 return None
