@@ -10,12 +10,16 @@ import os
 import shutil
 import socket
 import threading
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .common import li
 
-RELAY = Path(__file__).resolve().parent / "relay.py"
+RELAY = "relay.py"
+# Read once, when the front starts: the package may run from a zip application, whose
+# relay.py is no file a container could mount.
+RELAY_SOURCE = resources.files(__package__).joinpath(RELAY).read_bytes()
 SOCKET_NAME = "api.sock"
 
 
@@ -41,8 +45,8 @@ class UnixRuntimeApiServer(li.BoundedHTTPServer):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(mode=0o755)
         folder.chmod(0o755)
-        shutil.copyfile(RELAY, folder / RELAY.name)
-        (folder / RELAY.name).chmod(0o644)
+        (folder / RELAY).write_bytes(RELAY_SOURCE)
+        (folder / RELAY).chmod(0o644)
         super().__init__(str(folder / SOCKET_NAME), UnixRuntimeApiHandler)
         (folder / SOCKET_NAME).chmod(0o666)
         poll = li.runtime_api.POLL_SECONDS
