@@ -41,7 +41,7 @@ def front_command() -> list[str]:
     root = Path(__file__).resolve().parents[1]
     if root.is_file():  # .../local_function-<digest>.pyz/local_function/process.py
         return [sys.executable, str(root)]
-    return [sys.executable, "-m", __package__]
+    return [sys.executable, "-m", __name__.rpartition(".")[0]]
 
 
 def read_state(state_dir: Path) -> dict[str, Any]:

@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pkgutil
 import shutil
 import socket
 import threading
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .common import li
 
 RELAY = "relay.py"
-# Read once, when the front starts: the package may run from a zip application, whose
-# relay.py is no file a container could mount.
-RELAY_SOURCE = resources.files(__package__).joinpath(RELAY).read_bytes()
+# Read once, when the front starts, through the package's loader: the package may run from
+# a zip application, whose relay.py is no file a container could mount (pkgutil reads it
+# there on every Python 3.9+; zipimport leaves __package__ unset on 3.9).
+RELAY_SOURCE = pkgutil.get_data(__name__.rpartition(".")[0], RELAY)
 SOCKET_NAME = "api.sock"
 
 
