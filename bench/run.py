@@ -16,7 +16,7 @@ Runs, on the local platform:
    (bench/bench_predict.py with Lambda's environment), and the project's handler warm
    with each kind of admission model (tests/handler/fit_models.R: the 2017 model, factor
    or numeric rank, other links, interactions...), the path each takes (direct or predict).
-4. the local endpoint (role local_function's front, files/local_function/): the project's
+4. the local endpoint (role local_function's front, src/local_function/): the project's
    package served on 127.0.0.1 by LOCAL_ENVIRONMENTS environments of the same stand-in,
    1,000 single requests and 100 batches of 100 applicants sent through it as HTTP
    requests (as many at once as there are environments): requests per second, p50 and
@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -54,9 +55,16 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+# package_models and endpoint_abuse: the bench's own modules (bench/, the script's folder);
+# local_function: the project's tools, installed in the virtualenv from src/.
+import package_models
 import yaml
+from endpoint_abuse import abuse, endpoint_figures, send_load
+
+from local_function.environments import extract
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "dist"
@@ -65,11 +73,11 @@ IMAGE_REPOSITORY = "localhost/r-lambda-base"
 # The release's test host image (Debian trixie: the target's Python, no R), not the
 # release's build image that release.json records as its AMI.
 TEST_IMAGE = f"{IMAGE_REPOSITORY}:trixie"
-PKGTOOL = REPO / "roles" / "lambda_package" / "files" / "lambda_pkgtool"
+PKGTOOL = [sys.executable, "-m", "lambda_pkgtool"]  # installed in the virtualenv (src/)
 # What runs inside each stand-in, mounted read-only at /bench, with package_test's Runtime
 # API stand-in packed into lambda_invoke.pyz as package_test ships it (module zipapp).
 STAND_IN_TOOLS = (REPO / "bench" / "in_host.py", REPO / "bench" / "bench_predict.py")
-LAMBDA_INVOKE = REPO / "roles" / "package_test" / "files" / "lambda_invoke"
+LAMBDA_INVOKE = REPO / "src" / "lambda_invoke"
 LABEL = "r-lambda.run_id"  # local_hosts_label: the reaper finds what an interrupted run left
 MEMORY = "128m"  # Lambda's smallest memory size
 # Admission models fitted the ways users fit them (tests/handler/fit_models.R): each is
@@ -80,16 +88,21 @@ MODEL_KINDS = ("2017", "factor_in_formula", "numeric_rank", "reordered", "probit
                "poly", "offset", "ordered_rank")
 COLD_STARTS = 5
 MB = 1024 * 1024
-LOCAL_FUNCTION = REPO / "roles" / "local_function" / "files" / "local_function"
-sys.path.insert(0, str(LOCAL_FUNCTION.parent))
-sys.path.insert(0, str(REPO / "bench"))
-sys.path.append(str(REPO / "collections"))  # the checkout as the collection r_lambda.release
-# After their folders are on the path:
-import package_models  # noqa: E402
-from ansible_collections.r_lambda.release.plugins.lookup.cache_dir import cache_root  # noqa: E402
-from ansible_collections.r_lambda.release.plugins.modules.zipapp import pack  # noqa: E402
-from endpoint_abuse import abuse, endpoint_figures, send_load  # noqa: E402
-from local_function.environments import extract  # noqa: E402
+LOCAL_FUNCTION = [sys.executable, "-m", "local_function"]  # installed in the virtualenv (src/)
+
+
+def collection_plugin(relative: str) -> ModuleType:
+    """A plugin of the checkout's collection r_lambda.release, loaded from its file (the
+    bench runs outside Ansible; these plugins import only Ansible's own modules)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{Path(relative).stem}", REPO / relative)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cache_root = collection_plugin("plugins/lookup/cache_dir.py").cache_root
+pack = collection_plugin("plugins/modules/zipapp.py").pack
 
 LOCAL_ENVIRONMENTS = 2  # local_function_environments' default
 LOCAL_PORT = 9051  # not 9000: `make deploy` may serve there meanwhile
@@ -257,7 +270,7 @@ def split_figures(path: Path) -> dict:
         root, out = Path(tmp) / "root", Path(tmp)
         with zipfile.ZipFile(path) as archive:
             archive.extractall(root)
-        made = json.loads(sh(sys.executable, str(PKGTOOL), "split", "--root", str(root),
+        made = json.loads(sh(*PKGTOOL, "split", "--root", str(root),
                              "--layer-out", str(out / "layer.zip"),
                              "--function-out", str(out / "function.zip"),
                              "--function", *function).stdout)
@@ -406,7 +419,7 @@ def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: 
         tools.mkdir()
         for path in STAND_IN_TOOLS:
             shutil.copyfile(path, tools / path.name)
-        (tools / "lambda_invoke.pyz").write_bytes(pack(LAMBDA_INVOKE, "lambda_invoke.cli:main"))
+        (tools / "lambda_invoke.pyz").write_bytes(pack([LAMBDA_INVOKE], "lambda_invoke.cli:main"))
         tools.chmod(0o755)
         runtime.mkdir()
         for wheel in awslambdaric_wheels(python_version):
@@ -467,7 +480,7 @@ def local_endpoint(zip_path: Path, version: str, python_version: str) -> dict:
     stopped here in a state folder of its own): single requests, then batches."""
     with tempfile.TemporaryDirectory(prefix="r-lambda-bench-fn-") as state:
         wheels = awslambdaric_wheels(python_version)[0].parent
-        tool = [sys.executable, str(LOCAL_FUNCTION)]
+        tool = LOCAL_FUNCTION
         try:
             sh(*tool, "start", "--state-dir", state, "--port", str(LOCAL_PORT))
             sh(*tool, "deploy", "--state-dir", state, "--package", str(zip_path),

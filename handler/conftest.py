@@ -6,14 +6,13 @@ does not, so the model is trained once per session (needs Rscript) and MODEL_PAT
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
+# The packaged checks import the handler's modules as top-level modules, as in a package's
+# root: handler/ is on pytest's pythonpath (pyproject.toml).
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,6 +11,7 @@ and exits 1 if any check failed or errored, or if no check was found.
 import argparse
 import datetime
 import glob
+import importlib.util
 import os
 import socket
 import sys
@@ -90,14 +91,18 @@ class RecordingResult(unittest.TextTestResult):
 
 
 def load_checks(directory: str) -> unittest.TestSuite:
-    """The tests of every test_*.py directly in ``directory``."""
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
+    """The tests of every test_*.py directly in ``directory``, each loaded from its file
+    under its own name (they import the package's modules, which the package's root on
+    Python's path provides: this script's folder, or PYTHONPATH as Lambda sets it)."""
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
     for path in sorted(glob.glob(os.path.join(directory, "test_*.py"))):
-        module = os.path.splitext(os.path.basename(path))[0]
-        suite.addTests(loader.loadTestsFromName(module))
+        name = os.path.splitext(os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        suite.addTests(loader.loadTestsFromModule(module))
     return suite
 
 

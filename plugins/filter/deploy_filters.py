@@ -10,15 +10,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-# The collection root is two folders above plugins/filter/.
-# The package folder is loaded by its __init__.py (a package: its modules import each other).
-LAMBDA_INVOKE = (
-    Path(__file__).resolve().parents[2] / "roles/package_test/files/lambda_invoke/__init__.py"
-)
+# The collection root is two folders above plugins/filter/; its src/ holds the project's
+# tools (packed into the collection: a filter cannot count on the tools being installed
+# where Ansible runs, as they are in the project's virtualenv). The package folder is
+# loaded by its __init__.py (a package: its modules import each other).
+LAMBDA_INVOKE = Path(__file__).resolve().parents[2] / "src/lambda_invoke/__init__.py"
 
 
 def _lambda_invoke() -> ModuleType:
-    """The runtime client stand-in (role package_test's lambda_invoke, which the sandbox
+    """The runtime client stand-in (src/lambda_invoke, which package_test and the sandbox
     and local smoke tests run): its subset_mismatches is the one rule every platform judges
     an answer by."""
     name = "r_lambda_package_test_lambda_invoke"

@@ -1,37 +1,43 @@
 #!/usr/bin/python
-"""Pack a Python package folder into one runnable file, a zip application.
+"""Pack Python package folders into one runnable file, a zip application.
 
-A host runs it as ``python3 <dest> ARGS``: Python imports the package from the zip and the
-zip's ``__main__.py`` calls the entry point. One file is one transfer (package_test's
-stand-in is nine modules: copied one by one, each costs a round trip to the host), and only
-the package's ``.py`` files go in, never the bytecode the controller's own imports leave in
-``__pycache__``. The zip is the same bytes for the same sources (fixed timestamps, sorted
-entries), written only when it differs, by a rename, so that runs side by side may share it.
+A host runs it as ``python3 <dest> ARGS``: Python imports the packages from the zip and the
+zip's ``__main__.py`` calls the entry point. The roles pack the project's tools from src/
+this way (a tool and the packages it imports, standard library only). One file is one
+transfer (package_test's stand-in is nine modules: copied one by one, each costs a round
+trip to the host), and only the packages' ``.py`` files go in, never the bytecode the
+controller's own imports leave in ``__pycache__``. The zip is the same bytes for the same
+sources (fixed timestamps, sorted entries), written only when it differs, by a rename, so
+that runs side by side may share it.
 """
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: zipapp
-short_description: Pack a Python package folder into one runnable zip application
+short_description: Pack Python package folders into one runnable zip application
 version_added: 1.0.0
 description:
   - Writes I(dest), a zip application a host runs as C(python3 <dest> ARGS) - Python imports the
-    package from the zip and the zip's C(__main__.py) calls I(main).
-  - Only the package's C(.py) files go in (never the bytecode in C(__pycache__)). The zip is the
+    packages from the zip and the zip's C(__main__.py) calls I(main).
+  - Only the packages' C(.py) files go in (never the bytecode in C(__pycache__)). The zip is the
     same bytes for the same sources (fixed timestamps, sorted entries), written only when it
     differs, by a rename, so that runs side by side may share it.
-  - The C(package_test) and C(deploy) roles ship their Runtime API stand-in with it (one file is
-    one transfer).
+  - The roles ship the collection's tools (its C(src/) folder) with it - C(lambda_package) its
+    package tool, C(package_test) and C(deploy) their Runtime API stand-in (one file is one
+    transfer), C(local_function) its front with the stand-in it imports.
 author:
   - r-lambda maintainers (!UNKNOWN)
 notes:
   - Check mode says whether I(dest) would change, and writes nothing.
 options:
-  package:
-    type: path
+  packages:
+    type: list
+    elements: path
     required: true
-    description: The package folder (its __init__.py beside its modules).
+    description:
+      - The package folders (each with its __init__.py beside its modules), each packed under
+        its own name at the top of the zip.
   main:
     type: str
     required: true
@@ -45,10 +51,18 @@ options:
 EXAMPLES = r"""
 - name: Pack the stand-in
   r_lambda.release.zipapp:
-    package: "{{ role_path }}/files/lambda_invoke"
+    packages: ["{{ role_path }}/../../src/lambda_invoke"]
     main: lambda_invoke.cli:main
     dest: /tmp/lambda_invoke.pyz
   delegate_to: localhost
+
+- name: Pack the local function's front with the stand-in it imports
+  r_lambda.release.zipapp:
+    packages:
+      - "{{ role_path }}/../../src/local_function"
+      - "{{ role_path }}/../../src/lambda_invoke"
+    main: local_function.cli:main
+    dest: /tmp/local_function.pyz
 """
 
 RETURN = r"""
@@ -80,19 +94,26 @@ raise SystemExit({module}.{function}())
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def pack(package: Path, main: str) -> bytes:
-    """The zip application's bytes: MAIN, then the package's .py files, sorted."""
+def pack(packages: list[Path], main: str) -> bytes:
+    """The zip application's bytes: MAIN, then each package's .py files, sorted."""
     module, _colon, function = main.partition(":")
     if not all(part.isidentifier() for part in module.split(".")) or not function.isidentifier():
         raise ValueError(f"main={main!r} is not module:function (e.g. lambda_invoke.cli:main)")
-    if not (package / "__init__.py").is_file():
-        raise ValueError(f"package={str(package)!r} is not a package folder (no __init__.py)")
-    files = sorted(package.rglob("*.py"))  # sources only: never __pycache__'s bytecode
+    if not packages:
+        raise ValueError("packages is empty: name at least the package of main")
+    for package in packages:
+        if not (package / "__init__.py").is_file():
+            raise ValueError(f"packages: {str(package)!r} is not a package folder (no __init__.py)")
+    names = [package.name for package in packages]
+    if len(set(names)) != len(names):
+        raise ValueError(f"packages: two folders of the same name ({', '.join(sorted(names))})")
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         entries = [("__main__.py", MAIN.format(module=module, function=function).encode())]
-        entries += [(f"{package.name}/{p.relative_to(package).as_posix()}", p.read_bytes())
-                    for p in files]
+        for package in sorted(packages, key=lambda p: p.name):
+            files = sorted(package.rglob("*.py"))  # sources only: never __pycache__'s bytecode
+            entries += [(f"{package.name}/{p.relative_to(package).as_posix()}", p.read_bytes())
+                        for p in files]
         for name, data in entries:
             info = zipfile.ZipInfo(name, FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -126,7 +147,7 @@ def write(dest: Path, data: bytes) -> bool:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "package": {"type": "path", "required": True},
+            "packages": {"type": "list", "elements": "path", "required": True},
             "main": {"type": "str", "required": True},
             "dest": {"type": "path", "required": True},
         },
@@ -134,7 +155,7 @@ def main() -> None:
     )
     dest = Path(module.params["dest"])
     try:
-        data = pack(Path(module.params["package"]), module.params["main"])
+        data = pack([Path(p) for p in module.params["packages"]], module.params["main"])
     except (OSError, ValueError) as error:
         module.fail_json(msg=str(error))
     if module.check_mode:

@@ -3,7 +3,6 @@
 import hashlib
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -12,9 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # for --import-mode=importlib
-
 from handler_support import (
     TRAINING_CSV,
     VENV_BIN,

@@ -26,11 +26,8 @@ PUBLISHED_COEFFICIENTS = {
 }
 VENV_BIN = Path(sys.executable).parent
 
-if str(HANDLER_DIR) not in sys.path:
-    sys.path.insert(0, str(HANDLER_DIR))
-
-# The handler and its sibling modules (found through the sys.path entry above, as in a
-# package's root); F401: the tests import them from here.
+# The handler and its sibling modules, top-level modules as in a package's root (handler/
+# is on pytest's pythonpath: pyproject.toml); F401: the tests import them from here.
 import admission_model_source  # noqa: E402, F401
 import admission_predictor  # noqa: E402, F401
 import admission_r_session  # noqa: E402

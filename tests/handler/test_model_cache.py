@@ -311,8 +311,8 @@ def test_concurrent_fetches_from_threads_leave_one_valid_file(s3_model: ModelObj
 def test_concurrent_fetches_from_processes_leave_one_valid_file(s3_model: ModelObject) -> None:
     start = s3_model.cache_dir.parent / "start"
     child = (
-        "import os, sys, time\n"
-        f"sys.path.insert(0, {str(HANDLER_DIR)!r})\n"
+        "import os, time\n"
+        # The handler's module from the folder the child runs in (python -c: its first path).
         "import boto3, admission_model_source\n"
         f"while not os.path.exists({str(start)!r}): time.sleep(0.005)\n"
         "bucket, key = os.environ['MODEL_BUCKET'], os.environ['MODEL_KEY']\n"
@@ -320,7 +320,8 @@ def test_concurrent_fetches_from_processes_leave_one_valid_file(s3_model: ModelO
     )
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-c", child], cwd=HANDLER_DIR,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for _ in range(6)
     ]

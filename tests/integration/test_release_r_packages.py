@@ -17,12 +17,15 @@ import hashlib
 import io
 import json
 import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
+
+# A CRAN-like tree over HTTP, as the unit tests of module_utils/r_packages.py serve one
+# (tests/unit/r_repos.py, on pytest's pythonpath).
+from r_repos import served
 from release_runs import REPO
 from release_support import (
     assert_no_hosts_left,
@@ -31,10 +34,6 @@ from release_support import (
     run_playbook,
     s3_client,
 )
-
-# A CRAN-like tree over HTTP, as the unit tests of module_utils/r_packages.py serve one.
-sys.path.insert(0, str(REPO / "tests" / "unit"))
-from r_repos import served
 
 pytestmark = pytest.mark.slow
 

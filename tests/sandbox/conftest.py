@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # for --import-mode=importlib
 
 # The shared release runs, session fixtures that every file's tests may read.
 from release_fixtures import deploys as deploys

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import socket
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-# The checkout as the collection (collections/ansible_collections/r_lambda/release), so that
-# the collection's modules import its module_utils as Ansible would ship them.
-sys.path.append(str(Path(__file__).resolve().parents[2] / "collections"))
+# The checkout is the collection (collections/ansible_collections/r_lambda/release, on
+# pytest's pythonpath: pyproject.toml), so that the collection's modules import its
+# module_utils as Ansible would ship them.
 
 
 @pytest.fixture(scope="module")

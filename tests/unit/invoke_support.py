@@ -1,25 +1,30 @@
-"""What the lambda_invoke tests share: the tool as the role runs it, a fake runtime client
-and handler in a Lambda-like folder, and runs of the tool (tests/unit/test_lambda_invoke*.py)."""
+"""What the lambda_invoke tests share: the tool as the role runs it (its zip application), a
+fake runtime client and handler in a Lambda-like folder, and runs of the tool
+(tests/unit/test_lambda_invoke*.py)."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from module_loading import load
+from zipapps import packed, zipapp  # noqa: F401 (the tests import zipapp from here)
+
+# The tool's modules, from the package installed in the virtualenv (src/lambda_invoke).
+import lambda_invoke as invoke  # noqa: F401 (the tests import it from here)
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = REPO / "roles" / "package_test" / "files"
-SCRIPT = FILES / "lambda_invoke"  # a package folder, run as `python3 lambda_invoke`
+# As package_test and deploy ship it: src/lambda_invoke packed into one file, run as
+# `python3 lambda_invoke.pyz` (module r_lambda.release.zipapp).
+SCRIPT = packed("lambda_invoke.cli:main", "lambda_invoke")
 EVENTS = FILES / "lambda_events.json"
 HANDLER_DIR = REPO / "handler"
 LAMBDA_PACKAGE_DEFAULTS = REPO / "roles" / "lambda_package" / "defaults" / "main.yml"
@@ -99,17 +104,6 @@ def lambda_handler(event, context):
 """
 
 
-def load_script() -> ModuleType:
-    # Imported by its folder, as local_function's front imports it: one package object
-    # whichever test module imports it first (a second copy would miss its submodules).
-    sys.path.insert(0, str(SCRIPT.parent))
-    return importlib.import_module("lambda_invoke")
-
-
-invoke = load_script()
-zipapp = load("zipapp_module", REPO / "plugins" / "modules" / "zipapp.py")
-
-
 @dataclass
 class Lambda:
     """A task root with a handler module, and a runtime dir with the fake client."""
@@ -150,13 +144,13 @@ def run_invoke(
     *extra: str,
     python: str = sys.executable,
     env: dict[str, str] | None = None,
-    script: Path = SCRIPT,
+    tool: Sequence[str] = (SCRIPT_PYTHON, str(SCRIPT)),
 ) -> Run:
     out = layout.task_root.parent / "out"
     events = layout.task_root.parent / "events.json"
     events.write_text(json.dumps(cases))
     command = [
-        SCRIPT_PYTHON, str(script), "--python", python,
+        *tool, "--python", python,
         "--task-root", str(layout.task_root), "--runtime-dir", str(layout.runtime_dir),
         "--opt-dir", str(layout.opt_dir), "--events", str(events),
         "--junit", str(out / "lambda-runtime.xml"), "--report", str(out / "lambda-runtime.json"),

@@ -1,5 +1,6 @@
-"""What the lambda_pkgtool tests share: the tool run as the role runs it, the role's
-settings, and real ELF files built with gcc (tests/unit/test_lambda_pkgtool*.py)."""
+"""What the lambda_pkgtool tests share: the tool run as the role runs it (its zip
+application), the role's settings, and real ELF files built with gcc
+(tests/unit/test_lambda_pkgtool*.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
-
-# The tool's modules, imported from the folder that holds the tool (as on the build host).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles/lambda_package/files"))
+from zipapps import packed
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "lambda_package"
-TOOL = ROLE / "files" / "lambda_pkgtool"
+# The tool as the role runs it on the build host: src/lambda_pkgtool packed into one file.
+TOOL = packed("lambda_pkgtool.cli:main", "lambda_pkgtool")
 ROLE_DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 # The role's list of libraries never bundled, as the role's closure task passes it.
 ROLE_EXCLUDES = [f"--exclude={p}" for p in ROLE_DEFAULTS["lambda_package_exclude_libs"]]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import stat
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from module_loading import load as _load
+
+import lambda_invoke as invoke
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -233,9 +232,6 @@ def test_the_cold_start_event_is_one_direct_call_checked_for_its_answer() -> Non
 
 
 def test_the_cold_start_event_is_one_lambda_invoke_accepts() -> None:
-    invoke = _load(
-        "bench_lambda_invoke", REPO / "roles/package_test/files/lambda_invoke/__init__.py"
-    )
     (case,) = invoke.parse_cases(in_host.FIRST_EVENT)
     posted = b'{"result": true, "probability": 0.73842}'
     assert invoke.judge(case.expect, "response", posted) is None

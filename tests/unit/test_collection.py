@@ -160,22 +160,23 @@ def test_the_artifact_holds_the_collection_and_not_the_checkouts_own_files(
     for role in ROLES:
         assert f"roles/{role}/meta/argument_specs.yml" in names, role
     # What the roles use from outside roles/: the handler lambda_package zips, the file the
-    # bench's baseline play adds, the playbooks' group_vars.
+    # bench's baseline play adds, the playbooks' group_vars, the tools they pack from src/.
     assert {
         "handler/handler.py",
         "handler/model/binary.csv",
         "bench/handler_2017.py",
         "playbooks/group_vars/all/package.yml",
-        "roles/package_test/files/lambda_invoke/__init__.py",
-        "roles/package_test/files/lambda_invoke/__main__.py",
+        "src/lambda_invoke/__init__.py",
+        "src/lambda_invoke/__main__.py",
+        "src/lambda_pkgtool/__init__.py",
+        "src/lambda_pkgtool/__main__.py",
     } <= names
     assert {f"plugins/modules/{m}.py" for m in MODULES} <= names
     assert {f"plugins/filter/{p.name}" for p in FILTER_FILES} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
-    # The local function's front is a package folder the role runs (python3 <folder>).
+    # The local function's front is a package the role packs and runs (python3 <file>.pyz).
     assert {
-        f"roles/local_function/files/local_function/{p.name}"
-        for p in (REPO / "roles/local_function/files/local_function").glob("*.py")
+        f"src/local_function/{p.name}" for p in (REPO / "src/local_function").glob("*.py")
     } <= names
     # Plugins live in plugins/ only: a collection's roles do not load their own.
     assert not [n for n in names if re.search(r"^roles/[^/]+/(library|filter_plugins)/", n)]
@@ -363,8 +364,13 @@ def bundled_version(collection: str) -> str:
     """The version the pinned ansible package ships (the one the tests run against)."""
     import ansible_collections
 
-    [root] = ansible_collections.__path__[:1]
-    manifest = Path(root) / collection.replace(".", "/") / "MANIFEST.json"
+    # The namespace's folders: the ansible package's in the virtualenv, and the checkout's
+    # collections/ (pytest's pythonpath), which holds no such MANIFEST.json.
+    [manifest] = [
+        Path(root) / collection.replace(".", "/") / "MANIFEST.json"
+        for root in ansible_collections.__path__
+        if (Path(root) / collection.replace(".", "/") / "MANIFEST.json").is_file()
+    ][:1]
     return json.loads(manifest.read_text())["collection_info"]["version"]
 
 

@@ -15,24 +15,21 @@ import os
 import select
 import socket
 import stat
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from module_loading import load
+from test_local_function import request, running_front, spec
+
+from local_function import cli
+from local_function.common import FrontError, li
+from local_function.environments import Generation
+from local_function.front import Front
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from module_loading import load  # noqa: E402
-from test_local_function import request, running_front, spec  # noqa: E402
-
-sys.path.insert(0, str(REPO / "roles" / "local_function" / "files"))
-from local_function import cli  # noqa: E402
-from local_function.common import FrontError, li  # noqa: E402
-from local_function.environments import Generation  # noqa: E402
-from local_function.front import Front  # noqa: E402
 
 endpoint_abuse = load("endpoint_abuse", REPO / "bench" / "endpoint_abuse.py")
 READ_TIMEOUT = 1.5

@@ -1,4 +1,4 @@
-"""Tests for roles/package_test/files/lambda_invoke/ against its real Runtime API server:
+"""Tests for src/lambda_invoke/ (the Runtime API stand-in) against its real Runtime API server:
 a run with mixed cases and what the client sees (failures, matching, the server itself and
 the shipped events: test_lambda_invoke_failures.py; shared parts: invoke_support.py).
 
@@ -24,18 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from invoke_support import (
     MIXED,
-    SCRIPT,
     Lambda,
     Run,
     invoke,
     make_lambda,
     response,
     run_invoke,
-    zipapp,
 )
 
 
@@ -52,20 +48,21 @@ def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     return run_invoke(make_lambda(tmp_path_factory.mktemp("mixed")), MIXED)
 
 
-def test_the_stand_in_packed_into_one_file_runs_as_the_folder_does(
+def test_the_stand_in_packed_into_one_file_runs_as_the_installed_package_does(
     mixed_run: Run, tmp_path: Path
 ) -> None:
-    # As package_test and deploy ship it: one zip application (module r_lambda.release.zipapp).
-    pyz = tmp_path / "lambda_invoke.pyz"
-    pyz.write_bytes(zipapp.pack(SCRIPT, "lambda_invoke.cli:main"))
-    packed = run_invoke(make_lambda(tmp_path / "lambda"), MIXED, script=pyz)
-    assert (packed.rc, packed.stdout.splitlines()[-1:]) == (1, mixed_run.stdout.splitlines()[-1:])
+    # mixed_run ran it as package_test and deploy ship it: one zip application (module
+    # r_lambda.release.zipapp); here the package installed in the virtualenv runs it.
+    installed = run_invoke(make_lambda(tmp_path / "lambda"), MIXED,
+                           tool=(sys.executable, "-m", "lambda_invoke"))
+    assert (installed.rc, installed.stdout.splitlines()[-1:]) == (
+        1, mixed_run.stdout.splitlines()[-1:])
     def outcome(run: Run) -> list[tuple[str, bool, str]]:
         # The case, whether it passed, and where the client posted (response or error).
         cases = run.report["cases"]
         return [(c["name"], c["passed"], c["posted_to"].rsplit("/", 1)[-1]) for c in cases]
 
-    assert outcome(packed) == outcome(mixed_run)
+    assert outcome(mixed_run) == outcome(installed)
 
 
 def test_mixed_run_exits_1_and_last_line_counts_cases(mixed_run: Run) -> None:

@@ -1,4 +1,4 @@
-"""lambda_invoke (roles/package_test/files/lambda_invoke/): a client that fails, answers
+"""lambda_invoke (src/lambda_invoke/): a client that fails, answers
 compared with their expectations, the Runtime API server itself, and the shipped events
 file against the real handler (shared parts: invoke_support.py)."""
 
@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from invoke_support import (
     EVENTS,
     HANDLER_DIR,

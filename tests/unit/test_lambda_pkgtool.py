@@ -1,9 +1,10 @@
-"""Tests for roles/lambda_package/files/lambda_pkgtool/: zip, split, sizes, prune, python-abi.
+"""Tests for src/lambda_pkgtool/ (role lambda_package's package tool): zip, split, sizes,
+prune, python-abi.
 
 elf-list and closure are in test_lambda_pkgtool_closure.py, the glibc gate in
 test_lambda_pkgtool_glibc.py; what they share in pkgtool_support.py.
 
-The tool runs as a subprocess (`python3 lambda_pkgtool ...`, the way the role runs it) and,
+The tool runs as a subprocess (`python3 lambda_pkgtool.pyz ...`, the way the role runs it) and,
 where handier, its functions are imported from its modules. The glibc family it must never
 bundle and Lambda's size limits are the role's (defaults/main.yml), passed as the role
 passes them. Shared libraries and programs are built with gcc in tmp_path; the glibc parser
@@ -14,16 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-
-# The tool's modules, imported from the folder that holds the tool (as on the build host).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles/lambda_package/files"))
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pkgtool_support import (
     ROLE_DEFAULTS,
     Run,

@@ -9,14 +9,8 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-# The tool's modules, imported from the folder that holds the tool (as on the build host).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles/lambda_package/files"))
-from lambda_pkgtool.closure import compile_excludes, is_excluded, parse_ldd_output
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pkgtool_support import (
     GLIBC_FAMILY,
     LAPACK_MODULE,
@@ -34,6 +28,8 @@ from pkgtool_support import (
     run_tool,
     runpath,
 )
+
+from lambda_pkgtool.closure import compile_excludes, is_excluded, parse_ldd_output
 
 # --------------------------------------------------------------------------- elf-list
 

@@ -10,19 +10,11 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-# The tool's modules, imported from the folder that holds the tool (as on the build host).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles/lambda_package/files"))
-from lambda_pkgtool.elf import ElfReader, read_file_versions, version_needs
-from lambda_pkgtool.glibc import newest, version_key
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pkgtool_support import (
     LIBR,
     LIBSTDCXX,
@@ -32,6 +24,9 @@ from pkgtool_support import (
     needs_r,
     run_tool,
 )
+
+from lambda_pkgtool.elf import ElfReader, read_file_versions, version_needs
+from lambda_pkgtool.glibc import newest, version_key
 
 # --------------------------------------------------------------------------- glibc
 

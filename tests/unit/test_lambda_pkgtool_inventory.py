@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from zipapps import packed
 
 REPO = Path(__file__).resolve().parents[2]
-TOOL = REPO / "roles" / "lambda_package" / "files" / "lambda_pkgtool"
+TOOL = packed("lambda_pkgtool.cli:main", "lambda_pkgtool")  # as the role ships it
 LIBZ = Path("/usr/lib/x86_64-linux-gnu/libz.so.1")
 
 

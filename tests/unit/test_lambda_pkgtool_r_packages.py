@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pkgtool_support import REPO, error_line, run_tool
 
 ROLE_DEFAULTS = yaml.safe_load((REPO / "roles/lambda_package/defaults/main.yml").read_text())

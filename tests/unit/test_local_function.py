@@ -1,4 +1,4 @@
-"""Tests for roles/local_function/files/local_function/: the HTTP API (v2) event and
+"""Tests for src/local_function/ (role local_function's front): the HTTP API (v2) event and
 answer mapping, the one-invocation-at-a-time dispatch, and blue/green deploys.
 
 The front runs in this process with its real endpoint and Runtime APIs; each environment
@@ -24,17 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from invoke_support import FAKE_RIC
+
+from local_function.common import FrontError
+from local_function.endpoint import MAX_PAYLOAD, EndpointServer
+from local_function.environments import Dispatcher, Generation, Spec, file_sha256
+from local_function.events import http_api_event, proxy_answer
+from local_function.front import Front
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from invoke_support import FAKE_RIC  # noqa: E402
-
-sys.path.insert(0, str(REPO / "roles" / "local_function" / "files"))
-from local_function.common import FrontError  # noqa: E402
-from local_function.endpoint import MAX_PAYLOAD, EndpointServer  # noqa: E402
-from local_function.environments import Dispatcher, Generation, Spec, file_sha256  # noqa: E402
-from local_function.events import http_api_event, proxy_answer  # noqa: E402
-from local_function.front import Front  # noqa: E402
 
 HANDLER = """
 import json, os, time

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_loading import load
 
 REPO = Path(__file__).resolve().parents[4]

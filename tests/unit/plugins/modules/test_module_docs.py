@@ -7,7 +7,6 @@ same and more; this is the fast guard that runs with the unit tests."""
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -15,8 +14,6 @@ from unittest import mock
 import pytest
 import yaml
 from ansible.module_utils import basic
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_loading import load
 
 REPO = Path(__file__).resolve().parents[4]

@@ -26,12 +26,22 @@ from .endpoint import EndpointServer
 from .front import Front, check_limits
 
 STOP_WAIT_SECONDS = 20.0
-# The folder of this package, which `start` runs as the front (python3 <folder> serve ...).
-PACKAGE_DIR = Path(__file__).resolve().parent
-# A front's command line names this package: run as a folder (.../local_function, or its
-# __main__.py) or as a module (-m local_function); or the single script local_function.py
-# it was before, whose front may still run.
-FRONT_SCRIPT = re.compile(rb"(?:.*/)?local_function(?:/|/__main__\.py|\.py)?")
+# A front's command line names this package: its zip application (.../local_function.pyz,
+# or local_function-<digest>.pyz as the role names it) or the module (-m local_function);
+# or, as it was run before, the package folder (.../local_function, or its __main__.py) or
+# the single script local_function.py, whose front may still run.
+FRONT_SCRIPT = re.compile(
+    rb"(?:.*/)?local_function(?:-[0-9a-f]+\.pyz|\.pyz|/|/__main__\.py|\.py)?"
+)
+
+
+def front_command() -> list[str]:
+    """How `start` runs the front (serve): this package as it runs now, from its zip
+    application (python3 <file>.pyz) or installed (python3 -m local_function)."""
+    root = Path(__file__).resolve().parents[1]
+    if root.is_file():  # .../local_function-<digest>.pyz/local_function/process.py
+        return [sys.executable, str(root)]
+    return [sys.executable, "-m", __name__.rpartition(".")[0]]
 
 
 def read_state(state_dir: Path) -> dict[str, Any]:
@@ -132,7 +142,7 @@ def cmd_start(args: argparse.Namespace) -> dict[str, Any]:
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)
     read_end, write_end = os.pipe()
-    command = [sys.executable, str(PACKAGE_DIR), "serve", "--state-dir",
+    command = [*front_command(), "serve", "--state-dir",
                str(state_dir), "--port", str(args.port), "--ready-fd", str(write_end),
                "--read-timeout", f"{args.read_timeout:g}",
                "--max-connections", str(args.max_connections)]

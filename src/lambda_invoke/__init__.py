@@ -10,10 +10,11 @@ like Lambda's: nothing is inherited but PATH (no R_HOME, no PYTHON* variables).
 Each case of the events file is handed out on ``GET /invocation/next``; what the client
 posts back (``/response`` or ``/error``) is checked against the case's expectation.
 
-Run as ``python3 lambda_invoke --python PYTHON --events FILE --junit FILE --report FILE ...``
-(this folder, copied as it is: ``python3 -m lambda_invoke`` from the folder above works
-too). One module per concern: errors (UsageError), cases (the events file, its format,
-and the judging of an answer), runtime_api (the Runtime API server), client (the runtime
+Run as ``python3 lambda_invoke.pyz --python PYTHON --events FILE --junit FILE --report FILE ...``
+(the zip application roles package_test and deploy pack from this package with module
+r_lambda.release.zipapp; ``python -m lambda_invoke`` where the package is installed).
+One module per concern: errors (UsageError), cases (the events file, its format, and the
+judging of an answer), runtime_api (the Runtime API server), client (the runtime
 client process and Lambda's environment), driver (the run), reports (the JUnit XML file
 and the JSON report) and cli (the arguments and main).
 

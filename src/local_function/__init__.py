@@ -10,7 +10,7 @@ One long-lived front process on the controller (standard library only) serves:
   each with a short JSON body, never a stack trace;
 * one Lambda Runtime API (2018-06-01) per execution environment, on a unix socket mounted
   into that environment alone (the Runtime API of package_test's lambda_invoke in
-  roles/package_test/files, shared, not copied; runtime_socket, relay.py);
+  src/lambda_invoke, shared, not copied; runtime_socket, relay.py);
 * a control API on a unix socket (``<state dir>/control.sock``, mode 0600) that the role's
   ``deploy``, ``status`` and ``stop`` commands talk to.
 
@@ -29,8 +29,9 @@ then new requests go to the new ones, the old ones finish what they hold, and ar
 A deploy that fails (init error, client exits, init timeout) stops its own environments
 and leaves the serving release as it was. No request is dropped either way.
 
-The role runs this folder as ``python3 local_function COMMAND ...`` (``python3 -m
-local_function`` from the folder above works too). Commands (each prints one JSON object
+The role runs this package as a zip application on the controller, with package_test's
+lambda_invoke packed beside it (``python3 local_function-<digest>.pyz COMMAND ...``;
+``python -m local_function`` where the package is installed). Commands (each prints one JSON object
 on stdout; errors go to stderr, exit 1):
 
     local_function start  --state-dir D --port P    start the front unless it runs

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pkgutil
 import shutil
 import socket
 import threading
@@ -15,7 +16,11 @@ from typing import Any
 
 from .common import li
 
-RELAY = Path(__file__).resolve().parent / "relay.py"
+RELAY = "relay.py"
+# Read once, when the front starts, through the package's loader: the package may run from
+# a zip application, whose relay.py is no file a container could mount (pkgutil reads it
+# there on every Python 3.9+; zipimport leaves __package__ unset on 3.9).
+RELAY_SOURCE = pkgutil.get_data(__name__.rpartition(".")[0], RELAY)
 SOCKET_NAME = "api.sock"
 
 
@@ -41,8 +46,8 @@ class UnixRuntimeApiServer(li.BoundedHTTPServer):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(mode=0o755)
         folder.chmod(0o755)
-        shutil.copyfile(RELAY, folder / RELAY.name)
-        (folder / RELAY.name).chmod(0o644)
+        (folder / RELAY).write_bytes(RELAY_SOURCE)
+        (folder / RELAY).chmod(0o644)
         super().__init__(str(folder / SOCKET_NAME), UnixRuntimeApiHandler)
         (folder / SOCKET_NAME).chmod(0o666)
         poll = li.runtime_api.POLL_SECONDS

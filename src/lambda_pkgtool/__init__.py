@@ -1,11 +1,12 @@
 """Build-host helper for the lambda_package role: inspect, complete, gate and zip a package.
 
-Standard library only, Python 3.9+. The role copies this folder to the build host (Debian
-or Amazon Linux, where only python3 is certain; `ldd` comes with glibc) and runs it as
-`python3 lambda_pkgtool SUBCOMMAND ...` (`python3 -m lambda_pkgtool` from the folder above
-works too). One module per concern: common (errors, exit codes, walking a tree, elf-list),
-closure, inventory, elf (reading symbol versions), glibc, python_abi, archive (zip, split, sizes),
-prune, and cli (the argument parsers and main).
+Standard library only, Python 3.9+. The role packs this package into one zip application
+(module r_lambda.release.zipapp), sends it to the build host (Debian or Amazon Linux, where
+only python3 is certain; `ldd` comes with glibc) and runs it as
+`python3 lambda_pkgtool.pyz SUBCOMMAND ...` (`python -m lambda_pkgtool` where the package is
+installed, as in the project's virtualenv). One module per concern: common (errors, exit
+codes, walking a tree, elf-list), closure, inventory, elf (reading symbol versions), glibc,
+python_abi, archive (zip, split, sizes), prune, and cli (the argument parsers and main).
 
 Subcommands (each prints one JSON value on stdout, an object but for elf-list's list, and
 logs progress to stderr):

@@ -163,7 +163,7 @@ class Front:
             "-v", f"{generation.task_dir}:{TASK_ROOT}:ro", "-v", f"{runtime}:{RUNTIME_DIR}:ro",
             "-v", f"{api_dir}:{API_DIR}:ro",
             *[arg for key, value in sorted(env.items()) for arg in ("-e", f"{key}={value}")],
-            spec.image, spec.python, f"{API_DIR}/{RELAY.name}", f"{API_DIR}/{SOCKET_NAME}",
+            spec.image, spec.python, f"{API_DIR}/{RELAY}", f"{API_DIR}/{SOCKET_NAME}",
             str(API_PORT), "--", spec.python, "-m", "awslambdaric", spec.handler,
         ]
         return command, dict(os.environ)

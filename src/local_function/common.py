@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 # The Runtime API, the runtime client process and Lambda's environment variables come from
-# package_test's stand-in, the lambda_invoke package in roles/package_test/files (imported
-# from there, not copied; this file is roles/local_function/files/local_function/common.py).
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "package_test" / "files"))
+# package_test's stand-in, the package lambda_invoke beside this one (src/ of the
+# repository; the role's zip application carries both).
 import lambda_invoke as li
 
 __all__ = ["ID_LABEL", "FrontError", "li", "log"]
