@@ -155,29 +155,29 @@ class Connection(PodmanConnection):
     def put_file(self, in_path, out_path):
         target = self._in_rootfs(out_path)
         if target is None:
-            if self._mount_point is None:
-                PodmanConnection._connect(self)
-            return super().put_file(in_path, out_path)
+            return self._upstream_copy(super().put_file, in_path, out_path)
         ConnectionBase.put_file(self, in_path, out_path)
-        display.vvv(f"PUT {in_path} TO {out_path}", host=self._container_id)
-        try:
-            shutil.copyfile(in_path, target)
-        except OSError as err:
-            raise AnsibleError(
-                f"Failed to copy {in_path} to {out_path} in {self._container_id}: {err}"
-            ) from err
+        self._copy("PUT", in_path, out_path, in_path, target)
 
     def fetch_file(self, in_path, out_path):
         source = self._in_rootfs(in_path)
         if source is None:
-            if self._mount_point is None:
-                PodmanConnection._connect(self)
-            return super().fetch_file(in_path, out_path)
+            return self._upstream_copy(super().fetch_file, in_path, out_path)
         ConnectionBase.fetch_file(self, in_path, out_path)
-        display.vvv(f"FETCH {in_path} TO {out_path}", host=self._container_id)
+        self._copy("FETCH", in_path, out_path, source, out_path)
+
+    def _upstream_copy(self, copy, in_path, out_path):
+        """podman's way: through `podman mount` (made now, not on every task) or podman cp."""
+        if self._mount_point is None:
+            PodmanConnection._connect(self)
+        return copy(in_path, out_path)
+
+    def _copy(self, verb: str, in_path: str, out_path: str, source: str, target: str) -> None:
+        """One file between the controller and the container's root filesystem."""
+        display.vvv(f"{verb} {in_path} TO {out_path}", host=self._container_id)
         try:
-            shutil.copyfile(source, out_path)
+            shutil.copyfile(source, target)
         except OSError as err:
             raise AnsibleError(
-                f"Failed to fetch {in_path} from {self._container_id}: {err}"
+                f"Failed to {verb.lower()} {in_path} to {out_path} ({self._container_id}): {err}"
             ) from err
