@@ -65,8 +65,8 @@ if [[ -z ${MOLECULE_SERIAL:-} && " ${scenarios[*]} " == *" lambda_package "* \
     [[ $name == lambda_package || $name == package_test ]] || rest+=("$name")
   done
   scenarios=(lambda_package "${rest[@]}" package_test)
-  mkdir -p dist/test-logs
 fi
+mkdir -p dist/test-logs
 
 declare -A result=()
 passed=() failed=() skipped=()
@@ -106,9 +106,9 @@ for name in "${scenarios[@]}"; do
     log "$(printf '%-16s skipped (lambda_package failed, so there is no package to test)' "$name")"
     continue
   fi
-  log "molecule test -s $name"
+  log "molecule test -s $name (output also in dist/test-logs/molecule-$name.log)"
   start=$SECONDS
-  if molecule test -s "$name"; then
+  if molecule test -s "$name" 2>&1 | tee "dist/test-logs/molecule-$name.log"; then
     result[$name]=passed
     passed+=("$name")
   else
@@ -130,4 +130,12 @@ summary="${#scenarios[@]} scenarios in $((SECONDS - total_start)) s: ${#passed[@
 ((${#failed[@]})) && summary+=", ${#failed[@]} failed (${failed[*]})"
 ((${#skipped[@]})) && summary+=", ${#skipped[@]} skipped (${skipped[*]})"
 log "$summary"
+# Why each failed scenario failed, last, where a CI log's tail shows it: the lines of its
+# log that report a failure (the recap above does not name the failed action).
+for name in "${failed[@]}"; do
+  log "why $name failed (from dist/test-logs/molecule-$name.log):"
+  sed 's/\x1b\[[0-9;]*m//g' "dist/test-logs/molecule-$name.log" \
+    | grep -E 'fatal:|FAILED!|ERROR|CRITICAL|Idempotence test failed|^ *\* |failed=[1-9]|"msg"' \
+    | grep -v 'glob failed' | tail -n 12 | cut -c1-300 | sed 's/^/molecule-all:   /' || true
+done
 ((${#failed[@]} + ${#skipped[@]} == 0))

@@ -26,6 +26,13 @@ ORDER = (
     "test_release_sandbox.py",
     "test_release_sandbox_failures.py",
     "test_deploy_sandbox.py",
+    # The local platform's, in the order of the releases they share: the first release,
+    # then what runs beside it, then the overlapping releases, then the deploy of both.
+    "test_release_layer.py",
+    "test_release_local.py",
+    "test_release_local_hosts.py",
+    "test_release_local_models.py",
+    "test_release_local_deploy.py",
 )
 # Reads what every other sandbox test made the playbooks call (moto's recording): last.
 LAST = ("test_every_aws_call_the_playbooks_made_is_in_the_iam_policy",)

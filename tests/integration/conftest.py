@@ -10,6 +10,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from local_release_fixtures import first_release as first_release
+from local_release_fixtures import local_deploy as local_deploy
+from local_release_fixtures import overlapping_releases as overlapping_releases
 from release_support import AWS_STATE, empty_and_delete, run_playbook, s3_client, s3_port_open
 
 

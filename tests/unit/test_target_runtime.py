@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import pytest
 import yaml
 
@@ -26,7 +27,13 @@ ENV = {
 
 
 def release_defaults() -> dict:
-    return yaml.safe_load((REPO / "roles/release/defaults/main.yml").read_text())
+    return yaml.safe_load((REPO / "roles/release_plan/defaults/main.yml").read_text())
+
+
+def resolved(template: str, **settings: object) -> str:
+    """A role default as Jinja renders it, given these release-wide settings."""
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    return environment.from_string(template).render(settings)
 
 
 def inventory_vars(platform: str) -> dict:
@@ -43,8 +50,8 @@ def inventory_vars(platform: str) -> dict:
 
 def test_the_default_target_is_lambdas_python_3_13_on_amazon_linux_2023() -> None:
     defaults = release_defaults()
-    assert defaults["release_target_runtime"] == "python3.13"
-    assert defaults["release_lambda_runtimes"]["python3.13"] == {
+    assert resolved(defaults["release_plan_target_runtime"]) == "python3.13"
+    assert defaults["release_plan_lambda_runtimes"]["python3.13"] == {
         "os": "Amazon Linux 2023",
         "glibc": "2.34",
         "python": "3.13",
@@ -52,9 +59,17 @@ def test_the_default_target_is_lambdas_python_3_13_on_amazon_linux_2023() -> Non
 
 
 def test_only_runtimes_open_to_new_functions_are_offered() -> None:
-    runtimes = release_defaults()["release_lambda_runtimes"]
+    runtimes = release_defaults()["release_plan_lambda_runtimes"]
     assert sorted(runtimes) == ["python3.12", "python3.13", "python3.14"]
     assert {r["glibc"] for r in runtimes.values()} == {"2.34"}
+
+
+def test_the_plan_reads_the_release_wide_settings_a_user_sets() -> None:
+    defaults = release_defaults()
+    runtime = defaults["release_plan_target_runtime"]
+    assert resolved(runtime, release_target_runtime="python3.12") == "python3.12"
+    assert resolved(defaults["release_plan_bucket"], release_bucket="b") == "b"
+    assert resolved(defaults["release_plan_bucket"]) == "r-lambda-releases"
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
