@@ -20,6 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "dist"
 FIT_MODEL_KINDS_R = REPO / "tests" / "handler" / "fit_model_kinds.R"
 TRAINING_DATA = REPO / "handler" / "model" / "binary.csv"
+ADMISSION_MODEL_R = REPO / "handler" / "admission_model.R"
+# The cold start's event (bench/in_host.py), predicted as the handler plans the model.
+PREDICT_EVENT_R = (
+    "a <- commandArgs(TRUE); source(a[1]); "
+    'cat(sprintf("%.17g\\n", plan_model(readRDS(a[2]))$predict(800, 4, 1)))'
+)
 # Model kind (fit_model_kinds.R's name) -> the R packages its release ships. The gam's
 # release ships randomForest too: the same list as the tests' R packages release
 # (tests/integration/test_release_r_packages.py), so that the installed library (Matrix,
@@ -38,6 +44,17 @@ def fit(out: Path) -> dict[str, Path]:
     if proc.returncode != 0:
         raise SystemExit(f"bench: fitting the package models failed: {proc.stderr.strip()[-2000:]}")
     return {kind: out / f"{kind}.rds" for kind in PACKAGE_MODELS}
+
+
+def probability(model: Path) -> float:
+    """P(admit) the model gives the cold start's event (gre 800, gpa 4, rank 1), with the
+    controller's R and the handler's own plan of the model: what its cold start must answer."""
+    proc = subprocess.run(["Rscript", "--vanilla", "-e", PREDICT_EVENT_R, str(ADMISSION_MODEL_R),
+                           str(model)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: predicting with {model.name} failed: "
+                         f"{proc.stderr.strip()[-2000:]}")
+    return float(proc.stdout.split()[-1])
 
 
 def release(kind: str, model: Path, bucket: str,

@@ -347,9 +347,11 @@ def in_stand_in(container: str, python: str, *argv: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(containers: dict[str, str], modules: dict[str, str], python: str) -> dict:
+def measure(containers: dict[str, str], modules: dict[str, str], python: str,
+            probabilities: dict[str, float] | None = None) -> dict:
     """Cold starts with the packages taking turns, then warm latencies; a package that
-    fails is measured no further and reported with its error."""
+    fails is measured no further and reported with its error. A package whose model is
+    not the project's glm is checked against its model's probability (PROBABILITIES)."""
     runs: dict[str, list[dict]] = {label: [] for label in containers}
     errors: dict[str, str] = {}
     for _ in range(COLD_STARTS):
@@ -357,8 +359,10 @@ def measure(containers: dict[str, str], modules: dict[str, str], python: str) ->
             if label in errors:
                 continue
             try:
-                runs[label].append(in_stand_in(container, python, "cold",
-                                               "--handler", modules[label], "--python", python))
+                expect = ([] if label not in (probabilities or {})
+                          else ["--probability", repr(probabilities[label])])
+                runs[label].append(in_stand_in(container, python, "cold", "--handler",
+                                               modules[label], "--python", python, *expect))
             except StandInError as exc:
                 errors[label] = f"cold start {len(runs[label]) + 1}: {exc}"
                 log(f"{label}: {errors[label]}")
@@ -405,10 +409,12 @@ def model_kind_figures(container: str, python: str) -> dict[str, dict]:
 
 
 def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: str,
-                         memory: dict[str, str] | None = None) -> dict:
+                         memory: dict[str, str] | None = None,
+                         probabilities: dict[str, float] | None = None) -> dict:
     """Each package (label -> zip, handler module) in its own Lambda stand-in, of MEMORY or
-    of the memory given for its label; the project's also predicts each of MODEL_KINDS
-    (its figures under "model_kinds")."""
+    of the memory given for its label, its cold start checked against the glm's probability
+    or the one given for its label; the project's also predicts each of MODEL_KINDS (its
+    figures under "model_kinds")."""
     if sh("podman", "image", "exists", TEST_IMAGE, check=False).returncode != 0:
         raise SystemExit(f"bench: no image {TEST_IMAGE}: a release builds it")
     containers: dict[str, str] = {}
@@ -439,7 +445,7 @@ def measure_in_stand_ins(packages: dict[str, tuple[Path, str]], python_version: 
                 f"{' and '.join(packages)} taking turns")
             python = f"python{python_version}"
             modules = {label: module for label, (_, module) in packages.items()}
-            measured = measure(containers, modules, python)
+            measured = measure(containers, modules, python, probabilities)
             log(f"warm latencies of {len(MODEL_KINDS)} kinds of admission model")
             measured["model_kinds"] = model_kind_figures(containers["project"], python)
             return measured
@@ -608,15 +614,17 @@ def stand_in_figures(measured: dict[str, dict]) -> dict:
 
 def release_package_models(bucket: str) -> tuple[dict, dict]:
     """One release per model that needs R packages (bench/package_models.py): kind -> (zip,
-    manifest, release seconds) of those released, and kind -> {"error": ...} of those whose
-    release failed (reported, as a package failing in its stand-in is)."""
+    manifest, release seconds, the probability its cold start must answer) of those released,
+    and kind -> {"error": ...} of those whose release failed (reported, as a package failing
+    in its stand-in is)."""
     released: dict = {}
     failed: dict[str, dict] = {}
     log(f"releases of models that need R packages: {', '.join(package_models.PACKAGE_MODELS)}")
     with tempfile.TemporaryDirectory(prefix="r-lambda-bench-models-") as tmp:
         for kind, model in package_models.fit(Path(tmp)).items():
             try:
-                released[kind] = package_models.release(kind, model, bucket, playbook)
+                released[kind] = (*package_models.release(kind, model, bucket, playbook),
+                                  package_models.probability(model))
             except SystemExit as error:
                 log(str(error))
                 failed[kind] = {"error": str(error)}
@@ -655,17 +663,18 @@ def main() -> int:
     measured = measure_in_stand_ins({"project": (project_zip, "handler"),
                                      "baseline": (baseline_zip, "handler_2017"),
                                      **{kind: (zip_path, "handler")
-                                        for kind, (zip_path, _, _) in released.items()}},
+                                        for kind, (zip_path, *_) in released.items()}},
                                     manifest["python_version"],
                                     # Each model in the memory its release chose for it.
                                     {kind: package_models.memory(kind_manifest)
-                                     for kind, (_, kind_manifest, _) in released.items()})
+                                     for kind, (_, kind_manifest, *_) in released.items()},
+                                    {kind: p for kind, (*_, p) in released.items()})
     figures.update(stand_in_figures(measured))
     figures["model_kinds"] = measured["model_kinds"]
     figures["package_models"] = {
         kind: package_models.figures(kind, kind_manifest, seconds, zip_figures(zip_path, ""),
                                      measured[kind])
-        for kind, (zip_path, kind_manifest, seconds) in released.items()}
+        for kind, (zip_path, kind_manifest, seconds, _) in released.items()}
     figures["package_models"].update(failed_models)
     # .ci/run times the README's test command before the bench and says whether this
     # machine had released before (its machine-wide cache held a built R) when it began.

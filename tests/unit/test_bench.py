@@ -249,3 +249,11 @@ def test_local_endpoint_figures_are_nearest_rank_percentiles_and_rps() -> None:
     assert figures == {"requests": 101, "errors": 1, "rps": 50.0, "p50_ms": 50.0,
                        "p99_ms": 99.0, "wall_s": 2.0}
     assert endpoint_abuse.percentile([0.3], 0.99) == 0.3
+
+
+def test_the_cold_start_event_of_another_model_expects_that_models_answer() -> None:
+    (case,) = invoke.parse_cases(in_host.first_event(0.4321))
+    right = b'{"result": false, "probability": 0.43212}'
+    glms = b'{"result": true, "probability": 0.7384}'
+    assert invoke.judge(case.expect, "response", right) is None
+    assert invoke.judge(case.expect, "response", glms)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from module_loading import load as _load
@@ -80,3 +81,18 @@ def test_the_stand_in_gets_the_memory_the_release_chose() -> None:
     assert package_models.memory(MANIFEST) == "256m"
     assert package_models.memory({}) == "128m"
     assert set(package_models.TARGET_MEMORY_MB) == set(package_models.PACKAGE_MODELS)
+
+
+def test_each_models_cold_start_is_checked_against_what_r_predicts_for_that_model(
+        tmp_path) -> None:
+    """The bench fits the gam with the controller's R; its cold start must answer the gam's
+    probability, not the glm's (the bench once compared a gam's 0.7196 with the glm's 0.7384)."""
+    models = package_models.fit(tmp_path)
+    glm = tmp_path / "glm.rds"
+    subprocess.run(["Rscript", "--vanilla", "-e",
+                    "a <- commandArgs(TRUE); d <- read.csv(a[1]); d$rank <- factor(d$rank); "
+                    "saveRDS(glm(admit ~ gre + gpa + rank, family = 'binomial', data = d), a[2])",
+                    str(REPO / "handler" / "model" / "binary.csv"), str(glm)], check=True)
+    assert round(package_models.probability(glm), 4) == 0.7384  # the 2017 answer
+    gam = package_models.probability(models["gam"])
+    assert 0 < gam < 1 and round(gam, 4) != 0.7384
