@@ -23,6 +23,16 @@ from typing import Any, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUITE_NAME = "handler-package-checks"
+# Run first, before any check starts R in this process: its checks start R in fresh
+# processes, one at a time, and a child's R beside this process's own would need twice the
+# function's memory under the clean host's cap.
+FIRST = "test_fresh_process.py"
+
+
+def _run_order(path: str) -> tuple:
+    """FIRST, then the other test files by name."""
+    name = os.path.basename(path)
+    return (name != FIRST, name)
 
 
 class CaseRecord:
@@ -96,7 +106,7 @@ def load_checks(directory: str) -> unittest.TestSuite:
     Python's path provides: this script's folder, or PYTHONPATH as Lambda sets it)."""
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
-    for path in sorted(glob.glob(os.path.join(directory, "test_*.py"))):
+    for path in sorted(glob.glob(os.path.join(directory, "test_*.py")), key=_run_order):
         name = os.path.splitext(os.path.basename(path))[0]
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)

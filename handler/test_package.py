@@ -14,9 +14,7 @@ class "1", ...).
 
 import json
 import os
-import subprocess
 import sys
-import textwrap
 import unittest
 
 import admission_r_session
@@ -215,55 +213,6 @@ class PackageTest(unittest.TestCase):
         with open(os.path.join("/tmp", f".write-probe-{os.getpid()}"), "w") as probe:
             probe.write("ok")
         os.unlink(probe.name)
-
-    def test_r_starts_without_running_r_or_rscript(self) -> None:
-        if not (os.environ.get("R_HOME") or admission_r_session.packaged_r_home()):
-            self.skipTest("neither R_HOME nor a packaged R/ is set: rpy2 would ask `R RHOME`")
-        child = textwrap.dedent(
-            """
-            import json, sys
-            spawned = []
-            def audit(event, args):
-                if event in ("subprocess.Popen", "os.system", "os.posix_spawn", "os.exec"):
-                    spawned.append(event + " " + repr(args)[:120])
-            sys.addaudithook(audit)
-            import handler
-            probability = handler.admit_probability(800, 4, handler.get_model().ranks[0])
-            print(json.dumps({"spawned": spawned, "probability": probability}))
-            """
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", child], cwd=HERE, capture_output=True, text=True, timeout=60,
-            check=False,
-        )
-        self.assertEqual(done.returncode, 0, done.stderr)
-        report = json.loads(done.stdout.splitlines()[-1])
-        self.assertEqual(report["spawned"], [])
-        here = handler.admit_probability(800, 4, _rank())
-        self.assertEqual(_bits([report["probability"]]), _bits([here]))
-
-    def test_a_cold_start_writes_only_its_log_lines(self) -> None:
-        """A fresh process's first invocation, and its exit, write the function's own log
-        lines and nothing else: no R startup or exit warning (a locale the system lacks,
-        a file the package left out), no rpy2 or Python message. LANG is Lambda's."""
-        event = {"gre": 800, "gpa": 4, "rank": _rank()}
-        child = f"import handler\nhandler.lambda_handler({event!r}, None)\n"
-        env = {**os.environ, "LANG": "en_US.UTF-8"}
-        done = subprocess.run(
-            [sys.executable, "-c", child],
-            cwd=HERE,
-            env=env,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        self.assertEqual(done.returncode, 0, done.stderr)
-        self.assertEqual(done.stderr, "")
-        # Every line is one of the handler's own JSON log lines (json.loads fails on any
-        # other): the model's plan at load, when it predicts through R, then the invocation's.
-        lines = [json.loads(line) for line in done.stdout.splitlines()]
-        self.assertEqual([line["outcome"] for line in lines if "outcome" in line], ["ok"])
 
 
 if __name__ == "__main__":

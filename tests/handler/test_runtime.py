@@ -300,6 +300,7 @@ def test_run_checks_passes_in_the_repository_and_writes_junit(
     assert _counts(suite) == {"tests": "11", "failures": "0", "errors": "0", "skipped": "1"}
     cases = suite.findall("testcase")
     assert {c.attrib["classname"] for c in cases} == {
+        "test_fresh_process.FreshProcessTest",
         "test_handler.HandlerTest",
         "test_package.PackageTest",
     }
