@@ -236,22 +236,42 @@ def test_a_lock_with_a_wrong_sha256_stops_the_release_before_anything_is_built(
     assert_no_hosts_left(run)
 
 
-# ------------------------------------------- the cran kind, from an renv.lock, a C package
+# ------------------------------------ the cran kind, from an renv.lock, a C and C++ package
 
 TINY_C = """#include <Rinternals.h>
 SEXP tiny_twice(SEXP x) { return Rf_ScalarReal(2 * Rf_asReal(x)); }
 """
+# C++ that needs libstdc++ itself (an exception thrown and caught), as ranger's and every
+# Rcpp package's code does: the release bundles libstdc++ and gates its GLIBCXX_ needs.
+TINY_CXX = """#include <stdexcept>
+#include <vector>
+#include <Rinternals.h>
+extern "C" SEXP tiny_sum(SEXP x) {
+  std::vector<double> values(REAL(x), REAL(x) + Rf_xlength(x));
+  try {
+    if (values.empty()) throw std::invalid_argument("no value");
+  } catch (const std::invalid_argument &) {
+    return Rf_ScalarReal(0);
+  }
+  double total = 0;
+  for (double v : values) total += v;
+  return Rf_ScalarReal(total);
+}
+"""
 
 
 def tiny_package(contrib: Path) -> Path:
-    """tinyc 0.1: R code calling a C function through its shared object."""
+    """tinyc 0.1: R code calling a C and a C++ function through its shared object."""
     files = {
         "tinyc/DESCRIPTION": "Package: tinyc\nVersion: 0.1\nTitle: Twice\nDescription: Twice.\n"
                              "Author: Test\nMaintainer: Test <t@example.org>\nLicense: MIT\n"
                              "Imports: stats\n",
-        "tinyc/NAMESPACE": "useDynLib(tinyc)\nexport(twice)\n",
+        "tinyc/NAMESPACE": "useDynLib(tinyc)\nexport(twice, total)\n",
         "tinyc/R/twice.R": 'twice <- function(x) .Call("tiny_twice", x, PACKAGE = "tinyc")\n',
+        "tinyc/R/total.R": 'total <- function(x)\n'
+                           '  .Call("tiny_sum", as.double(x), PACKAGE = "tinyc")\n',
         "tinyc/src/twice.c": TINY_C,
+        "tinyc/src/total.cpp": TINY_CXX,
     }
     contrib.mkdir(parents=True, exist_ok=True)
     path = contrib / "tinyc_0.1.tar.gz"
@@ -267,12 +287,14 @@ def tiny_package(contrib: Path) -> Path:
     return path
 
 
-def test_the_cran_kind_resolves_an_renv_lock_and_builds_a_c_package(
+def test_the_cran_kind_resolves_an_renv_lock_and_builds_a_c_and_cxx_package(
     bucket: str, r_packages_release: dict, tmp_path: Path
 ) -> None:
     """A CRAN-like repository served on the controller, an renv.lock naming tinyc 0.1: the
-    release resolves it there, compiles its C code on the build host, and the clean host
-    loads it (122 s: a release whose R package builds in seconds)."""
+    release resolves it there, compiles its C and C++ code on the build host, bundles the
+    libstdc++ its shared object loads (its GLIBCXX_ needs within the gate's, Amazon Linux
+    2023's), and the clean host loads it (122 s: a release whose R package builds in
+    seconds)."""
     client = s3_client()
     tarball = tiny_package(tmp_path / "cran/src/contrib")
     renv = tmp_path / "renv.lock"
@@ -297,5 +319,6 @@ def test_the_cran_kind_resolves_an_renv_lock_and_builds_a_c_package(
         "tinyc", "0.1", f"{url}/src/contrib/tinyc_0.1.tar.gz")
     assert tiny["sha256"] == hashlib.sha256(tarball.read_bytes()).hexdigest()
     assert "tinyc" in manifest["r_packages"]
+    assert "libstdc++.so.6" in manifest["shared_libraries"]
     junit = client.get_object(Bucket=bucket, Key=f"releases/{version}/package-test.xml")
     assert 'name="test_every_packaged_r_package_loads"' in junit["Body"].read().decode()
