@@ -42,13 +42,12 @@ def replace_section(text: str, header: re.Pattern[str], section: str) -> str:
                 continue
         if not inside:
             out.append(line)
-    if not found:
-        if out and not out[-1].endswith("\n"):
-            out.append("\n")
-        if out and out[-1].strip():
-            out.append("\n")
-        out.append(section)
-    return "".join(out)
+    kept = "".join(out)
+    if found:
+        return kept
+    # Appended after a blank line.
+    kept = kept.rstrip("\n")
+    return f"{kept}\n\n{section}" if kept else section
 
 
 def _write_private(path: Path, text: str) -> None:
