@@ -59,8 +59,10 @@ def test_the_written_pair_is_the_profile_botocore_reads(
     assert (keys.access_key, keys.secret_key) == ("sandbox", "sandbox")
     assert keys.method == "shared-credentials-file"
     # What the playbooks' clients (amazon.aws's, the collection's) get from it.
+    # (A session of its own: boto3's default one keeps the files another test made it read.)
+    clients = boto3.session.Session()
     for service in ("ec2", "s3", "ssm", "lambda"):
-        assert boto3.client(service).meta.endpoint_url == MOTO
+        assert clients.client(service).meta.endpoint_url == MOTO
 
 
 def test_rewriting_the_profile_keeps_every_other_section(tmp_path: Path) -> None:
