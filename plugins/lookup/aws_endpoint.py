@@ -21,7 +21,7 @@ description:
   - An C(AWS_ENDPOINT_URL_<SERVICE>) or C(AWS_ENDPOINT_URL) variable wins over the profile's
     C(endpoint_url), as in botocore; C(AWS_IGNORE_CONFIGURED_ENDPOINT_URLS) (or the profile's
     C(ignore_configured_endpoint_urls)) leaves AWS itself.
-  - Never fails on a missing file or profile: the answer then says why it is not local.
+  - Never fails on a missing file or profile; the answer then says why it is not local.
 options:
   environment:
     description:
@@ -105,7 +105,8 @@ def is_loopback_url(url: str | None) -> bool:
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
-        _ = parts.port  # a port that is not a number raises here
+        if parts.port is not None and not 0 < parts.port < 65536:  # not a number: ValueError
+            return False
     except ValueError:
         return False
     if parts.scheme not in ("http", "https") or parts.path not in ("", "/"):
