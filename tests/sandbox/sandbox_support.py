@@ -2,8 +2,9 @@
 what a run may leave behind in moto, in podman and on the controller.
 
 The tests drive `ansible-playbook playbooks/release.yml -i inventory/sandbox` exactly as
-ops would, with EC2, SSM and S3 from one moto server on 127.0.0.1 and every instance
-backed by a real container reachable over SSH.
+ops would, with EC2, SSM and S3 from one moto server on 127.0.0.1, reached through the AWS
+profile r-lambda-sandbox the session writes (as scripts/sandbox-moto.sh start does), and
+every instance backed by a real container reachable over SSH.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
-from release_runs import LOG_DIR, RUN_ID, VENV_BIN, Run, Started, ansible_env, containers
+from module_loading import load
+from release_runs import LOG_DIR, REPO, RUN_ID, VENV_BIN, Run, Started, ansible_env, containers
+
+# The writer of the sandbox's AWS profile, shared with scripts/sandbox-moto.sh.
+aws_profile = load("aws_profile", REPO / "scripts" / "aws_profile.py")
 
 PROJECT = "r-lambda"
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
@@ -67,8 +72,12 @@ class Pending:
 
 
 # The bucket's administrator signs with a key of its own (moto accepts any), so that the
-# recorded calls of the bucket's set-up can be told from the releases'.
+# recorded calls of the bucket's set-up can be told from the releases': a profile of its own
+# beside the releases' (inventory/sandbox blanks keys set in the environment).
 BUCKET_ADMIN_KEY = "sandbox-bucket-admin"
+# The sandbox's profile (inventory/sandbox/group_vars/all/aws.yml), and the administrator's.
+PROFILE = "r-lambda-sandbox"
+BUCKET_ADMIN_PROFILE = "r-lambda-sandbox-bucket-admin"
 
 
 @dataclass
@@ -83,14 +92,28 @@ class Sandbox:
     timings: dict[str, object] = field(default_factory=dict)
 
     @property
+    def aws_dir(self) -> Path:
+        """The config and credentials pair holding the moto server's profiles."""
+        return self.workdir / "aws"
+
+    def write_profiles(self) -> None:
+        """The releases' profile and the bucket administrator's, both at the moto server."""
+        for profile, key in ((PROFILE, "sandbox"), (BUCKET_ADMIN_PROFILE, BUCKET_ADMIN_KEY)):
+            aws_profile.write_profile(
+                self.aws_dir, profile, self.endpoint, self.region, key, key, writer="tests/sandbox"
+            )
+
+    @property
     def env(self) -> dict[str, str]:
-        """The environment of every ansible-playbook run: AWS_* at the moto server only."""
+        """The environment of every ansible-playbook run: no AWS_* of the shell, only the
+        sandbox's profile (inventory/sandbox reads its folder from R_LAMBDA_SANDBOX_AWS_DIR;
+        the AWS_* variables select it for playbooks with another inventory)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(
-            AWS_ENDPOINT_URL=self.endpoint,
-            AWS_ACCESS_KEY_ID="sandbox",
-            AWS_SECRET_ACCESS_KEY="sandbox",
-            AWS_DEFAULT_REGION=self.region,
+            R_LAMBDA_SANDBOX_AWS_DIR=str(self.aws_dir),
+            AWS_CONFIG_FILE=str(self.aws_dir / "config"),
+            AWS_SHARED_CREDENTIALS_FILE=str(self.aws_dir / "credentials"),
+            AWS_PROFILE=PROFILE,
         )
         return ansible_env(env)
 
@@ -164,8 +187,10 @@ class Sandbox:
             "-e",
             f"release_bucket={bucket}",
             *extra,
+            "-e",
+            f"release_aws_profile={BUCKET_ADMIN_PROFILE}",
             name=f"bucket-{bucket}",
-            env={**self.env, "AWS_ACCESS_KEY_ID": BUCKET_ADMIN_KEY},
+            env={**self.env, "AWS_PROFILE": BUCKET_ADMIN_PROFILE},
         ).check()
 
     def start_release(
@@ -253,7 +278,13 @@ def start_moto(workdir: Path) -> tuple[subprocess.Popen, Sandbox]:
             time.sleep(0.1)
     else:
         raise RuntimeError(f"moto_server did not answer on {endpoint}")
-    return proc, Sandbox(endpoint=endpoint, workdir=workdir, recording=recording)
+    sandbox = Sandbox(endpoint=endpoint, workdir=workdir, recording=recording)
+    try:
+        sandbox.write_profiles()
+    except BaseException:
+        stop_moto(proc)
+        raise
+    return proc, sandbox
 
 
 def stop_moto(proc: subprocess.Popen) -> None:

@@ -31,8 +31,10 @@ from sandbox_support import (
     BUCKET,
     BUCKET_ADMIN_KEY,
     NOTHING_LEFT,
+    PROFILE,
     PROJECT,
     Sandbox,
+    aws_profile,
     read_json,
     recorded_requests,
     run_instances,
@@ -40,6 +42,8 @@ from sandbox_support import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("release_bucket")]
+# An endpoint the sandbox must never reach.
+AWS_EC2 = "https://ec2.us-east-1.amazonaws.com"
 
 
 def test_the_bucket_is_set_up_by_its_administrator_private_versioned_encrypted(
@@ -146,10 +150,16 @@ def test_release_leaves_nothing_behind(sandbox: Sandbox, first_release: Run) -> 
 
 
 def test_the_sandbox_refuses_an_aws_endpoint_that_is_not_local(sandbox: Sandbox) -> None:
-    env = {k: v for k, v in sandbox.env.items() if k != "AWS_ENDPOINT_URL"}
+    """A sandbox profile whose endpoint_url is AWS's: the release stops before any call."""
+    aws = sandbox.workdir / "refuse-real-aws" / "aws"
+    aws_profile.write_profile(aws, PROFILE, AWS_EC2, sandbox.region, writer="tests/sandbox")
+    env = dict(sandbox.env, R_LAMBDA_SANDBOX_AWS_DIR=str(aws))
     run = sandbox.release(name="refuse-real-aws", env=env)
     assert run.returncode != 0
-    assert "needs AWS_ENDPOINT_URL pointing at a moto server on the loopback" in run.output
+    said = " ".join(run.output.split())  # the message as one line, however it was wrapped
+    assert f"through the AWS profile {PROFILE} ({aws}/config)" in said
+    assert f"'{AWS_EC2}' (from endpoint_url of profile {PROFILE} in {aws}/config)" in said
+    assert "must be a loopback URL" in said
     assert sandbox.leftovers(run) == NOTHING_LEFT
 
 
