@@ -8,12 +8,14 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from iam_support import (
+from iam_evaluation import (
     ACCOUNT,
-    REPO,
     Request,
     bucket_policy,
     decide,
+)
+from iam_support import (
+    REPO,
     load_policy,
 )
 

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from iam_support import (
+from iam_evaluation import (
     ACCOUNT,
+    OTHER_ACCOUNT,
+    Request,
+    decide,
+)
+from iam_support import (
     CI_POLICY,
     MOTO_ONLY,
-    OTHER_ACCOUNT,
     REPO,
-    Request,
     actions_of,
     aws_calls,
-    decide,
     load_policy,
     policy_actions,
     policy_statement,

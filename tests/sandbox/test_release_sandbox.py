@@ -15,15 +15,17 @@ import json
 import re
 
 import pytest
+from iam_recording import (
+    from_the_playbooks,
+    recorded_action,
+    signed_by,
+)
 from iam_support import (
     BUCKET_ADMIN_POLICY,
     MOTO_ONLY,
     actions_of,
     aws_calls,
-    from_the_playbooks,
     policy_actions,
-    recorded_action,
-    signed_by,
 )
 from release_runs import RELEASE_FILES, Run
 from sandbox_support import (
