@@ -120,8 +120,14 @@ done
 
 [[ -n $background ]] && finish_background
 # The scenarios' own S3 (.state/molecule/seaweedfs, R_LAMBDA_MOLECULE_S3_PORT) is theirs
-# alone: stopped once they are done, its data kept.
-if [[ -d .state/molecule/seaweedfs ]]; then
+# alone: stopped once they are done, its data kept; only by a run of scenarios that use it
+# (their molecule.yml names R_LAMBDA_MOLECULE_S3_PORT). `make test` runs the others in the
+# other stream at the same time, which must not stop it under the S3 scenarios.
+uses_s3=false
+for name in "${scenarios[@]}"; do
+  grep -q R_LAMBDA_MOLECULE_S3_PORT "molecule/$name/molecule.yml" && uses_s3=true
+done
+if [[ $uses_s3 == true && -d .state/molecule/seaweedfs ]]; then
   R_LAMBDA_LOCAL_S3_PORT=${R_LAMBDA_MOLECULE_S3_PORT:-8334} ansible-playbook playbooks/local_s3.yml \
     -e local_s3_state=absent -e local_s3_state_dir="$PWD/.state/molecule/seaweedfs" >/dev/null \
     || log "could not stop the scenarios' S3 (.state/molecule/seaweedfs)"
