@@ -77,6 +77,11 @@ _raw:
           it, its URL and where it comes from.
       type: list
       elements: str
+    refusal:
+      description:
+        - The sandbox's refusal when an endpoint is not local, naming the profile, its file,
+          each problem and what is expected; the one message of every loopback check.
+      type: str
 """
 
 import ipaddress
@@ -165,14 +170,14 @@ def resolve(environment: dict | None, services: list[str], base: dict | None = N
     }
     if not HAS_BOTOCORE:
         answer["problems"] = ["botocore is not installed on the controller"]
-        return answer
+        return with_refusal(answer)
     try:
         session = _session(env)
         full_config = session.full_config
         scoped = session.get_scoped_config()
     except BotoCoreError as error:
         answer["problems"] = [f"profile {profile or 'default'} ({config_file}): {error}"]
-        return answer
+        return with_refusal(answer)
     ignore = (
         env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() in TRUE
         or str(scoped.get("ignore_configured_endpoint_urls", "")).lower() in TRUE
@@ -195,6 +200,18 @@ def resolve(environment: dict | None, services: list[str], base: dict | None = N
         f"{', '.join(names)}: '{url}' (from {source})" for (url, source), names in not_local.items()
     ]
     answer["loopback"] = bool(services) and not not_local
+    return with_refusal(answer)
+
+
+def with_refusal(answer: dict) -> dict:
+    """The answer with the sentence a loopback check fails with (RETURN: refusal)."""
+    answer["refusal"] = (
+        "The sandbox platform reaches a moto server on the loopback address through the AWS "
+        f"profile {answer['profile'] or 'default'} ({answer['config_file']}): its effective "
+        "endpoint_url (AWS_ENDPOINT_URL when set, else the profile's) must be a loopback URL "
+        "such as http://127.0.0.1:5000 (scripts/sandbox-moto.sh start writes that profile, see "
+        f"docs/aws.md), got {'; '.join(answer['problems'])}."
+    )
     return answer
 
 
