@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import zipfile
 from pathlib import Path
@@ -257,3 +258,39 @@ def test_the_cold_start_event_of_another_model_expects_that_models_answer() -> N
     glms = b'{"result": true, "probability": 0.7384}'
     assert invoke.judge(case.expect, "response", right) is None
     assert invoke.judge(case.expect, "response", glms)
+
+
+def _record(cache: Path, commit: str) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "first-release.json").write_text(json.dumps({
+        "seconds": 401.5, "commit": commit, "finished_at": "2026-12-07T20:00:00+00:00",
+        "version": "v1", "phase_seconds": {"build": 250.0}}))
+
+
+def test_the_first_release_recorded_for_this_commit_is_the_cold_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("R_LAMBDA_CACHE_DIR", str(tmp_path))
+    head = run.sh("git", "-C", str(REPO), "rev-parse", "HEAD").stdout.strip()
+    monkeypatch.setattr(run, "sh", lambda *argv, **kw: type(
+        "P", (), {"stdout": head + "\n" if "rev-parse" in argv else ""})())
+    _record(tmp_path, head)
+    assert run.recorded_first_release()["seconds"] == 401.5
+
+
+@pytest.mark.parametrize("case", ["other commit", "dirty checkout", "no record", "bad json"])
+def test_a_first_release_of_other_sources_is_not_the_cold_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    monkeypatch.setenv("R_LAMBDA_CACHE_DIR", str(tmp_path))
+    head = "a" * 40
+    dirty = " M bench/run.py" if case == "dirty checkout" else ""
+    monkeypatch.setattr(run, "sh", lambda *argv, **kw: type(
+        "P", (), {"stdout": head if "rev-parse" in argv else dirty})())
+    if case == "other commit":
+        _record(tmp_path, "b" * 40)
+    elif case == "dirty checkout":
+        _record(tmp_path, head)
+    elif case == "bad json":
+        (tmp_path / "first-release.json").write_text("{half")
+    assert run.recorded_first_release() is None
