@@ -246,44 +246,40 @@ def recorded_first_release() -> dict | None:
     return data
 
 
-def second_checkout_figures(bucket: str) -> dict:
-    try:
-        return {"release_second_checkout_s": second_checkout_release(bucket)}
-    except SystemExit as failed:  # reported, as a package failing in its stand-in is
-        log(str(failed))
-        return {"release_second_checkout_s": None, "release_second_checkout_error": str(failed)}
-
-
 def releases(bucket: str, cold: bool) -> dict:
     figures: dict = {}
     first = recorded_first_release() if cold else None
     if first is not None:
         # This machine's first `make release` ran these sources: it is the cold release,
-        # measured where it happened (.ci/run starts with it on a fresh machine). The
-        # bench's own release reuses what it built.
+        # measured where it happened (.ci/run starts with it on a fresh machine).
         log(f"cold release: {first['seconds']} s, set-up included, recorded by this machine's "
             f"first make release of this commit ({first['finished_at']})")
         figures["release_cold_s"] = first["seconds"]
         figures["release_cold_source"] = (
             f"first make release on this machine, {first['finished_at']}")
-        log("release (caches kept)")
-        playbook("playbooks/release.yml", "-e", f"release_bucket={bucket}",
-                 "-e", "release_force=true", log_name="release")
         figures["release_phase_seconds"] = first["phase_seconds"]
-        log("a second checkout's first release on this machine (make release in a fresh clone)")
-        figures.update(second_checkout_figures(bucket))
     elif cold:
         log("cold release: make release, set-up included, with no base image and an empty "
             "machine-wide cache (several minutes)")
         figures["release_cold_s"] = cold_release(bucket)
         figures["release_cold_source"] = "the bench's own, in an empty machine-wide cache"
-        log("a second checkout's first release on this machine (make release in a fresh clone)")
-        figures.update(second_checkout_figures(bucket))
     else:
-        log("release (caches kept: --no-cold)")
-        figures["release_cold_s"] = figures["release_second_checkout_s"] = None
+        figures["release_cold_s"] = None
+    if first is not None or not cold:
+        # The bench's own release (its package is measured), reusing what is cached.
+        log("release (caches kept)")
         playbook("playbooks/release.yml", "-e", f"release_bucket={bucket}",
                  "-e", "release_force=true", log_name="release")
+    if cold:
+        log("a second checkout's first release on this machine (make release in a fresh clone)")
+        try:
+            figures["release_second_checkout_s"] = second_checkout_release(bucket)
+        except SystemExit as failed:  # reported, as a package failing in its stand-in is
+            log(str(failed))
+            figures["release_second_checkout_s"] = None
+            figures["release_second_checkout_error"] = str(failed)
+    else:
+        figures["release_second_checkout_s"] = None
     if "release_phase_seconds" not in figures:
         manifest = json.loads((DIST / "release.json").read_text())
         figures["release_phase_seconds"] = manifest["phase_seconds"]
