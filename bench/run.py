@@ -246,6 +246,23 @@ def recorded_first_release() -> dict | None:
     return data
 
 
+# The bench's wall time as a share of make test's on the same machine: 0.27 when the
+# machine's first release was recorded (fresh-machine CI), 0.46 with its own cold release.
+BENCH_SHARE_OF_MAKE_TEST = {"recorded": 0.35, "own cold release": 0.55, "no cold": 0.35}
+
+
+def ci_plan(left_s: int, make_test_s: int, recorded: bool) -> str:
+    """What .ci/run can afford with left_s seconds before CI's limit: the whole bench
+    ("full"), the bench without its own cold release ("no-cold"), or none ("skip"), its
+    duration estimated from make test's on this machine."""
+    full = BENCH_SHARE_OF_MAKE_TEST["recorded" if recorded else "own cold release"]
+    if make_test_s * full <= left_s:
+        return "full"
+    if make_test_s * BENCH_SHARE_OF_MAKE_TEST["no cold"] <= left_s:
+        return "no-cold"
+    return "skip"
+
+
 def releases(bucket: str, cold: bool) -> dict:
     figures: dict = {}
     first = recorded_first_release() if cold else None
@@ -677,7 +694,13 @@ def main() -> int:
     parser.add_argument("--bucket", default="r-lambda-bench")
     parser.add_argument("--local-endpoint-only", action="store_true",
                         help="only measure the local endpoint, for the latest release's zip")
+    parser.add_argument("--ci-plan", nargs=2, type=int, metavar=("LEFT_S", "MAKE_TEST_S"),
+                        help="only print what .ci/run should run (full, no-cold or skip) "
+                             "with LEFT_S seconds left and make test having taken MAKE_TEST_S")
     args = parser.parse_args()
+    if args.ci_plan:
+        print(ci_plan(*args.ci_plan, recorded=recorded_first_release() is not None))
+        return 0
     if args.local_endpoint_only:
         return local_endpoint_only()
 

@@ -294,3 +294,19 @@ def test_a_first_release_of_other_sources_is_not_the_cold_release(
     elif case == "bad json":
         (tmp_path / "first-release.json").write_text("{half")
     assert run.recorded_first_release() is None
+
+
+@pytest.mark.parametrize(
+    ("left_s", "recorded", "plan"),
+    [
+        (900, True, "full"),  # 0.35 x 2,400 s = 840 s fits
+        (900, False, "no-cold"),  # its own cold release: 0.55 x 2,400 = 1,320 s does not
+        (1400, False, "full"),
+        (800, True, "skip"),  # even 840 s does not fit
+        (-60, True, "skip"),  # past the limit already
+    ],
+)
+def test_ci_runs_only_the_bench_that_fits_before_cis_limit(
+    left_s: int, recorded: bool, plan: str
+) -> None:
+    assert run.ci_plan(left_s, 2400, recorded=recorded) == plan
