@@ -50,6 +50,10 @@ description:
   - C(gc) lists (and with I(apply) removes) the layers no kept release uses. C(check) reports
     what is wrong with a release in the store (its manifest verified, every object it names
     with the sha256 it records).
+  - C(read) is what a release reads before it decides, in one pass; whether the bucket
+    exists, C(<prefix>/latest.json), the manifest it names (empty when missing or
+    unreadable), what C(check) finds wrong with that release, and the manifest of
+    I(version) when one is given.
 author:
   - r-lambda maintainers (!UNKNOWN)
 notes:
@@ -61,7 +65,7 @@ options:
     description: What to do; see the description for each action.
     type: str
     required: true
-    choices: [lock, release, put, put_files, get, move_latest, gc, append, check]
+    choices: [lock, release, put, put_files, get, move_latest, gc, append, check, read]
   bucket:
     description: The release bucket.
     type: str
@@ -330,13 +334,35 @@ lines:
   type: int
   sample: 3
 problems:
-  description: With C(check), what is wrong with the release in the store (empty when nothing is).
-  returned: when action is check
+  description: With C(check), what is wrong with the release in the store (empty when nothing is);
+    with C(read), with the release latest.json names.
+  returned: when action is check or read
   type: list
   elements: str
   sample: ["its manifest is candidate, not verified"]
+bucket_found:
+  description: With C(read), whether the bucket exists (among those the credentials list).
+  returned: when action is read
+  type: bool
+  sample: true
+latest:
+  description: With C(read), latest.json (empty when there is none).
+  returned: when action is read
+  type: dict
+  sample: {version: 1.4.0, manifest: "s3://r-lambda-releases/releases/1.4.0/manifest.json"}
+latest_manifest:
+  description: With C(read), the manifest latest.json names (empty when missing or unreadable).
+  returned: when action is read
+  type: dict
+  sample: {status: verified}
+version_manifest:
+  description: With C(read), the manifest of I(version) (empty when none was given or exists).
+  returned: when action is read
+  type: dict
+  sample: {status: candidate}
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -673,6 +699,39 @@ class Store:
                                 f"its manifest records ({entry['sha256']})")
         return problems
 
+    def read_latest(self, version: str) -> dict:
+        """What a release reads before it decides: whether the bucket exists, latest.json,
+        the manifest it names ({} when missing or unreadable: the caller judges), what is
+        wrong with that release (check), and the manifest of version ({} when none)."""
+        names = [b["Name"] for b in self.client.list_buckets().get("Buckets", [])]
+        found = {"changed": False, "bucket_found": self.bucket in names, "latest": {},
+                 "latest_manifest": {}, "problems": [], "version_manifest": {}}
+        if not found["bucket_found"]:
+            return found
+        latest_key = f"{self.prefix}/latest.json"
+        found["latest"] = self._json(latest_key, self.read(latest_key)[0])
+        manifest_url = found["latest"].get("manifest")
+        if manifest_url:
+            key = re.sub(r"^s3://[^/]+/", "", str(manifest_url))
+            # unreadable: {}, the caller judges it as a missing one
+            with contextlib.suppress(ClientError, ValueError):
+                found["latest_manifest"] = json.loads(self.read(key)[0] or b"{}")
+        if "version" in found["latest"]:
+            found["problems"] = self.check(str(found["latest"]["version"]))
+        if version:
+            key = f"{self.prefix}/{version}/manifest.json"
+            found["version_manifest"] = self._json(key, self.read(key)[0])
+        return found
+
+    def _json(self, key: str, body: bytes | None) -> dict:
+        """An object's JSON ({} when it does not exist); Refused names one that is not JSON."""
+        try:
+            return json.loads(body) if body else {}
+        except ValueError as error:
+            raise Refused(f"s3://{self.bucket}/{key} is not JSON ({error}): a release will "
+                          "not decide from it; look at the object, then remove or restore "
+                          "it") from error
+
     def rollback(self, run_id: str, keys: list[str], version: str = "") -> dict:
         """Remove the keys run_id wrote, newest first; keep what another run wrote and any
         layer another manifest names (the manifests are read only when a layer is among
@@ -830,6 +889,7 @@ ACTIONS = {
     "append": lambda store, params: store.append(params["key"], params["line"]),
     "check": lambda store, params: {"changed": False,
                                     "problems": store.check(params["version"])},
+    "read": lambda store, params: store.read_latest(params["version"]),
 }
 
 

@@ -216,6 +216,9 @@ ARTIFACT_STORE_S3 = {
     "gc": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:DeleteObject"},
     "append": {"s3:GetObject", "s3:PutObject"},
     "check": {"s3:GetObject"},
+    # the buckets listed (is the release bucket there?), then latest.json and the
+    # manifests read, and check's reads
+    "read": {"s3:ListAllMyBuckets", "s3:GetObject"},
 }
 
 

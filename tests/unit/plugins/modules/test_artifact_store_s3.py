@@ -316,3 +316,41 @@ def test_put_files_stops_when_s3_gives_back_other_bytes(store, tmp_path) -> None
     garbling.lock("run-a", "v1", 60, {})
     with pytest.raises(s3mod.Refused, match=r"admission\.zip came back from S3 with sha256 "):
         garbling.put_files("run-a", "releases/v1", {"admission.zip": str(tmp_path / "a.zip")})
+
+
+def test_read_gives_latest_its_manifest_its_problems_and_a_versions_manifest_at_once(
+    store,
+) -> None:
+    empty = {"changed": False, "bucket_found": True, "latest": {}, "latest_manifest": {},
+             "problems": [], "version_manifest": {}}
+    assert store.read_latest("") == empty
+    manifest = {"version": "v1", "status": "verified",
+                "zip": {"key": "releases/v1/admission.zip",
+                        "sha256": hashlib.sha256(b"z").hexdigest()}}
+    store.client.put_object(Bucket=store.bucket, Key="releases/v1/manifest.json",
+                            Body=json.dumps(manifest))
+    store.client.put_object(Bucket=store.bucket, Key="releases/v1/admission.zip", Body=b"z")
+    latest = {"version": "v1", "manifest": f"s3://{store.bucket}/releases/v1/manifest.json"}
+    store.client.put_object(Bucket=store.bucket, Key="releases/latest.json",
+                            Body=json.dumps(latest))
+    read = store.read_latest("v1")
+    assert (read["latest"], read["latest_manifest"], read["problems"]) == (latest, manifest, [])
+    assert read["version_manifest"] == manifest
+    assert store.read_latest("v2")["version_manifest"] == {}
+    # latest.json naming a manifest that is gone: an empty manifest, and the reason
+    store.client.delete_object(Bucket=store.bucket, Key="releases/v1/manifest.json")
+    read = store.read_latest("")
+    assert read["latest_manifest"] == {}
+    assert read["problems"] == [
+        f"its manifest s3://{store.bucket}/releases/v1/manifest.json does not exist"]
+
+
+def test_read_names_a_latest_json_that_is_not_json_and_a_missing_bucket(store) -> None:
+    store.client.put_object(Bucket=store.bucket, Key="releases/latest.json", Body=b"{half")
+    not_json = f"s3://{store.bucket}/releases/latest.json is not JSON"
+    with pytest.raises(s3mod.Refused, match=not_json):
+        store.read_latest("")
+    missing = s3mod.Store(store.client, "no-such-bucket-here")
+    assert missing.read_latest("v1") == {
+        "changed": False, "bucket_found": False, "latest": {}, "latest_manifest": {},
+        "problems": [], "version_manifest": {}}
