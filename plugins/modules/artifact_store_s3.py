@@ -302,8 +302,9 @@ moved:
   type: bool
   sample: true
 latest:
-  description: With C(move_latest), C(latest.json) as it is now (naming a newer release, maybe).
-  returned: when action is move_latest
+  description: With C(move_latest), C(latest.json) as it is now (naming a newer release, maybe);
+    with C(read), C(latest.json) (empty when there is none).
+  returned: when action is move_latest or read
   type: dict
   sample: {version: 1.4.0, created_at: "2026-01-01T12:00:00Z"}
 kept:
@@ -345,11 +346,6 @@ bucket_found:
   returned: when action is read
   type: bool
   sample: true
-latest:
-  description: With C(read), latest.json (empty when there is none).
-  returned: when action is read
-  type: dict
-  sample: {version: 1.4.0, manifest: "s3://r-lambda-releases/releases/1.4.0/manifest.json"}
 latest_manifest:
   description: With C(read), the manifest latest.json names (empty when missing or unreadable).
   returned: when action is read

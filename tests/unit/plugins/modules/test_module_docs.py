@@ -20,6 +20,21 @@ REPO = Path(__file__).resolve().parents[4]
 MODULES = sorted((REPO / "plugins/modules").glob("*.py"))
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (ansible-doc warns
+    and ansible-test sanity's yamllint fails; plain safe_load keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 class Captured(Exception):
     """Raised by the stand-in AnsibleModule once it holds the module's argument_spec."""
 
@@ -31,7 +46,7 @@ def docs(path: Path) -> dict[str, Any]:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
             name = node.targets[0].id
             if name in ("DOCUMENTATION", "EXAMPLES", "RETURN"):
-                found[name] = yaml.safe_load(ast.literal_eval(node.value))
+                found[name] = yaml.load(ast.literal_eval(node.value), Loader=UniqueKeyLoader)
     return found
 
 
